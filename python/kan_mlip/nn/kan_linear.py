@@ -1,0 +1,192 @@
+"""KANLinear: a Kolmogorov-Arnold layer, y_o = sum_i phi_oi(x_i).
+
+Each univariate function is a base branch plus a linear combination of basis functions
+(efficient-kan's parameterisation)::
+
+    phi_oi(x) = W_base[o, i] * act(x) + scaler[o, i] * sum_k W_spline[o, i, k] * B_k(x)
+
+so the layer is  y = act(x) @ W_base^T + B(x).flatten(1) @ (W_spline * scaler).flatten(1)^T.
+
+Choices that the upstream KAN libraries do not make, and why:
+
+* ``zero_at_origin``: B_k(x) is replaced by B_k(x) - B_k(0), so phi_oi(0) = 0 exactly. Interatomic
+  potentials need this where a KAN replaces a bias-free MLP: Allegro's edge features vanish at the
+  cutoff, and an edge energy that does not vanish with them makes the energy jump when an atom
+  crosses r_max. Off by default (plain efficient-kan / FastKAN behaviour).
+* No clamping anywhere: the layer is smooth and finite for inputs far outside the grid (see each
+  basis for what remains there), because clamped inputs give discontinuous forces in MD.
+* Pure tensor algebra: scriptable, exportable, float32/float64, and exactly differentiable to any
+  order (forces are -dE/dx, and force training differentiates them once more).
+* Initialisation preserves the forward variance like nequip's ``ScalarMLP`` (deep Allegro latent
+  stacks rely on it), instead of efficient-kan's near-zero noise.
+"""
+
+import math
+from typing import Any, Dict, Optional
+
+import torch
+
+from .bspline import BSplineBasis
+from .fourier import FourierBasis
+from .gaussian import GaussianBasis
+
+BASES: Dict[str, Any] = {"bspline": BSplineBasis, "gaussian": GaussianBasis, "fourier": FourierBasis}
+BASIS_OPTIONS: Dict[str, tuple] = {
+    "bspline": ("grid_size", "spline_order", "grid_range"),
+    "gaussian": ("num_grids", "grid_range"),
+    "fourier": ("num_frequencies",),
+}
+# base branch by default where the reference library has one (efficient-kan, FastKAN), not FourierKAN
+DEFAULT_BASE_ACTIVATION = {"bspline": "silu", "gaussian": "silu", "fourier": None}
+ACTIVATIONS: Dict[Optional[str], Any] = {"silu": torch.nn.SiLU, "tanh": torch.nn.Tanh, "gelu": torch.nn.GELU}
+_UNSET = "default"
+
+
+def make_basis(basis: str, in_features: int, **options) -> torch.nn.Module:
+    """Build a basis module by name, with a ValueError that lists what is allowed."""
+    if basis not in BASES:
+        raise ValueError(f"Unknown KAN basis {basis!r}: option 'basis' must be one of {sorted(BASES)}")
+    unknown = sorted(set(options) - set(BASIS_OPTIONS[basis]))
+    if unknown:
+        raise ValueError(
+            f"Unknown option(s) {unknown} for KAN basis {basis!r}; allowed options are {list(BASIS_OPTIONS[basis])}"
+        )
+    return BASES[basis](in_features, **options)
+
+
+class KANLinear(torch.nn.Module):
+    """Kolmogorov-Arnold layer with a selectable basis.
+
+    Args:
+        in_features, out_features: layer widths.
+        basis: ``"bspline"`` (efficient-kan: grid_size=5, spline_order=3, grid_range=(-1, 1)),
+            ``"gaussian"`` (FastKAN: num_grids=8, grid_range=(-2, 2)) or
+            ``"fourier"`` (FourierKAN: num_frequencies=5).
+        base_activation: ``"silu"``, ``"tanh"``, ``"gelu"`` or ``None`` (no base branch);
+            default per basis: silu for bspline and gaussian, none for fourier.
+        layer_norm: LayerNorm on the basis input (FastKAN's option); off by default.
+        standalone_scale: learn the per-function ``scaler`` (efficient-kan's default).
+        zero_at_origin: make every phi_oi vanish at x = 0 (see module docstring).
+        scale_base, scale_spline: initial scale of the base and basis branches.
+        **basis_options: passed to the basis (see ``BASIS_OPTIONS``).
+    """
+
+    in_features: int
+    out_features: int
+    num_basis: int
+    zero_at_origin: bool
+    basis_name: str
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        basis: str = "bspline",
+        base_activation: Optional[str] = _UNSET,
+        layer_norm: bool = False,
+        standalone_scale: bool = True,
+        zero_at_origin: bool = False,
+        scale_base: float = 1.0,
+        scale_spline: float = 1.0,
+        **basis_options,
+    ):
+        super().__init__()
+        if int(in_features) < 1 or int(out_features) < 1:
+            raise ValueError(f"KANLinear needs in_features, out_features >= 1, got {in_features}, {out_features}")
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.basis_name = basis
+        self.basis = make_basis(basis, self.in_features, **basis_options)
+        self.zero_at_origin = bool(zero_at_origin)
+        self.num_basis = num_basis = int(self.basis.num_basis)
+
+        if base_activation == _UNSET:
+            base_activation = DEFAULT_BASE_ACTIVATION[basis]
+        if base_activation in (None, "None", "null", "none"):
+            base_activation = None
+        if base_activation not in ACTIVATIONS and base_activation is not None:
+            raise ValueError(
+                f"Unknown option 'base_activation'={base_activation!r}; allowed: {sorted(ACTIVATIONS)} or None"
+            )
+        self.base_activation_name = base_activation
+        self.base_activation = ACTIVATIONS[base_activation]() if base_activation else torch.nn.Identity()
+        self.norm = torch.nn.LayerNorm(self.in_features) if layer_norm else torch.nn.Identity()
+
+        bound = math.sqrt(3.0) * scale_base / math.sqrt(self.in_features)
+        if base_activation is None:
+            self.register_parameter("base_weight", None)
+        else:
+            self.base_weight = torch.nn.Parameter(torch.empty(self.out_features, self.in_features).uniform_(-bound, bound))
+        # unit-variance basis sums: Var(sum_k c_k B_k) ~ scale^2 / in_features
+        fan_in = self.in_features * (num_basis // 2 if basis == "fourier" else 1)
+        std = scale_spline / math.sqrt(fan_in)
+        self.spline_weight = torch.nn.Parameter(torch.randn(self.out_features, self.in_features, num_basis) * std)
+        if standalone_scale:
+            self.spline_scaler = torch.nn.Parameter(torch.ones(self.out_features, self.in_features))
+        else:
+            self.register_parameter("spline_scaler", None)
+
+    def scaled_spline_weight(self) -> torch.Tensor:
+        if self.spline_scaler is None:
+            return self.spline_weight
+        return self.spline_weight * self.spline_scaler.unsqueeze(-1)
+
+    def basis_values(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in) -> (N, in, num_basis): the basis the coefficients multiply (shifted if zero_at_origin)."""
+        u = self.norm(x)
+        phi = self.basis(u)
+        if self.zero_at_origin:
+            phi = phi - self.basis(self.norm(torch.zeros_like(x[:1])))
+        return phi
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x = x.reshape(-1, self.in_features)
+        phi = self.basis_values(x)
+        flat = self.in_features * self.num_basis  # explicit sizes: N may be 0
+        y = torch.mm(phi.reshape(phi.shape[0], flat), self.scaled_spline_weight().reshape(self.out_features, flat).t())
+        base_weight = self.base_weight
+        if base_weight is not None:
+            y = y + torch.mm(self.base_activation(x), base_weight.t())
+        return y.reshape(lead + (self.out_features,))
+
+    @torch.jit.unused
+    @torch.no_grad()
+    def update_grid(self, x: torch.Tensor, grid_eps: float = 0.02, margin: float = 0.01) -> None:
+        """Move the grid to the data (efficient-kan ``update_grid``) and refit the coefficients.
+
+        The basis part of every phi_oi is kept as close as least squares allows: the coefficients
+        on the new grid are fitted to the old functions' values at the samples ``x`` (N, in).
+        """
+        if not hasattr(self.basis, "set_grid_from_samples"):
+            raise ValueError(f"KAN basis {self.basis_name!r} has no grid to update (grid update: bspline, gaussian)")
+        if x.dim() != 2 or x.shape[1] != self.in_features or x.shape[0] < self.basis.num_basis:
+            raise ValueError(
+                f"update_grid needs samples of shape (N >= {self.basis.num_basis}, {self.in_features}), got {tuple(x.shape)}"
+            )
+        if not isinstance(self.norm, torch.nn.Identity):
+            raise ValueError("update_grid is not defined with layer_norm=True (the grid lives in normalised space)")
+        coeff = self.scaled_spline_weight()  # (out, in, K)
+        old = torch.einsum("nik,oik->ino", self.basis_values(x), coeff)  # per-function values
+        self.basis.set_grid_from_samples(x.to(self.spline_weight.dtype), grid_eps=grid_eps, margin=margin)
+        a = self.basis_values(x).permute(1, 0, 2)  # (in, N, K)
+        fit = torch.linalg.lstsq(a, old).solution  # (in, K, out)
+        new = fit.permute(2, 0, 1)
+        if self.spline_scaler is not None:
+            # efficient-kan copies the scaled fit into spline_weight; dividing keeps phi unchanged
+            new = new / torch.where(self.spline_scaler == 0, torch.ones_like(self.spline_scaler), self.spline_scaler).unsqueeze(-1)
+        self.spline_weight.copy_(new)
+
+    @torch.jit.unused
+    def regularization_loss(self, regularize_activation: float = 1.0, regularize_entropy: float = 1.0) -> torch.Tensor:
+        """efficient-kan's L1 + entropy regulariser on the coefficient magnitudes (off unless called)."""
+        l1 = self.spline_weight.abs().mean(-1)  # (out, in)
+        total = l1.sum()
+        p = l1 / total
+        entropy = -torch.sum(p * torch.log(p.clamp_min(torch.finfo(p.dtype).tiny)))
+        return regularize_activation * total + regularize_entropy * entropy
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, basis={self.basis_name}, "
+            f"base={self.base_activation_name}, zero_at_origin={self.zero_at_origin}"
+        )
