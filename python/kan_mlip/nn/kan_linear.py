@@ -17,8 +17,8 @@ Choices that the upstream KAN libraries do not make, and why:
   basis for what remains there), because clamped inputs give discontinuous forces in MD.
 * Pure tensor algebra: scriptable, exportable, float32/float64, and exactly differentiable to any
   order (forces are -dE/dx, and force training differentiates them once more).
-* Initialisation preserves the forward variance like nequip's ``ScalarMLP`` (deep Allegro latent
-  stacks rely on it), instead of efficient-kan's near-zero noise.
+* Initialisation: the base branch preserves the forward variance like nequip's ``ScalarMLP`` (deep
+  Allegro latent stacks rely on it); the basis branch starts at the upstream libraries' scale.
 """
 
 import math
@@ -38,6 +38,9 @@ BASIS_OPTIONS: Dict[str, tuple] = {
 }
 # base branch by default where the reference library has one (efficient-kan, FastKAN), not FourierKAN
 DEFAULT_BASE_ACTIVATION = {"bspline": "silu", "gaussian": "silu", "fourier": None}
+# initial size of the basis branch: efficient-kan and FastKAN start splines small (0.1) next to the
+# base branch; FourierKAN has no base branch and starts at unit scale
+DEFAULT_SCALE_SPLINE = {"bspline": 0.1, "gaussian": 0.1, "fourier": 1.0}
 ACTIVATIONS: Dict[Optional[str], Any] = {"silu": torch.nn.SiLU, "tanh": torch.nn.Tanh, "gelu": torch.nn.GELU}
 _UNSET = "default"
 
@@ -67,7 +70,9 @@ class KANLinear(torch.nn.Module):
         layer_norm: LayerNorm on the basis input (FastKAN's option); off by default.
         standalone_scale: learn the per-function ``scaler`` (efficient-kan's default).
         zero_at_origin: make every phi_oi vanish at x = 0 (see module docstring).
-        scale_base, scale_spline: initial scale of the base and basis branches.
+        scale_base, scale_spline: initial scale of the base and basis branches (scale_spline: 0.1
+            for bspline / gaussian as in efficient-kan / FastKAN; fourier coefficients are scaled
+            so that phi' has unit variance).
         **basis_options: passed to the basis (see ``BASIS_OPTIONS``).
     """
 
@@ -87,7 +92,7 @@ class KANLinear(torch.nn.Module):
         standalone_scale: bool = True,
         zero_at_origin: bool = False,
         scale_base: float = 1.0,
-        scale_spline: float = 1.0,
+        scale_spline: Optional[float] = None,
         **basis_options,
     ):
         super().__init__()
@@ -117,7 +122,13 @@ class KANLinear(torch.nn.Module):
         else:
             self.base_weight = torch.nn.Parameter(torch.empty(self.out_features, self.in_features).uniform_(-bound, bound))
         # unit-variance basis sums: Var(sum_k c_k B_k) ~ scale^2 / in_features
-        fan_in = self.in_features * (num_basis // 2 if basis == "fourier" else 1)
+        if scale_spline is None:
+            scale_spline = DEFAULT_SCALE_SPLINE[basis]
+        fan_in = self.in_features
+        if basis == "fourier":
+            # Var(phi') = sum_k k^2 (a_k^2 + b_k^2): unit derivative variance. FourierKAN's
+            # 1/sqrt(in*K) lets derivatives grow ~K per layer, which explodes forces in deep stacks.
+            fan_in *= sum(k * k for k in range(1, num_basis // 2 + 1))
         std = scale_spline / math.sqrt(fan_in)
         self.spline_weight = torch.nn.Parameter(torch.randn(self.out_features, self.in_features, num_basis) * std)
         if standalone_scale:
