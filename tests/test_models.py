@@ -119,6 +119,7 @@ def test_energy_is_continuous_where_a_neighbour_crosses_the_cutoff(placement):
 def test_float32_model_matches_float64(ag_o_cell):
     m64 = build("allegro", ALLEGRO_VARIANTS["allegro_kan_readout"])
     m32 = build("allegro", ALLEGRO_VARIANTS["allegro_kan_readout"], model_dtype="float32")
+    m32.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v for k, v in m64.state_dict().items()})
     e64, f64 = evaluate(m64, ag_o_cell)
     out32 = m32(atoms_to_graph(ag_o_cell, R_MAX, TYPE_NAMES, dtype=torch.float32))
     assert all(p.dtype == torch.float32 for p in m32.parameters())  # nequip accumulates energies in float64
