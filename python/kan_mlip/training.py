@@ -1,0 +1,39 @@
+"""Run nequip-train on a config and read its validation metrics back."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "examples" / "configs"
+
+
+def run_nequip_train(config_name: str, run_dir: Path, overrides: Sequence[str] = (), config_dir: Path = CONFIG_DIR,
+                     quiet: bool = False) -> Path:
+    """``nequip-train -cp CONFIG_DIR -cn CONFIG_NAME hydra.run.dir=RUN_DIR OVERRIDES...``; returns RUN_DIR.
+
+    Raises RuntimeError with the log's tail if training fails.
+    """
+    run_dir = Path(run_dir).resolve()
+    exe = Path(sys.executable).with_name("nequip-train")
+    cmd = [str(exe), "-cp", str(Path(config_dir).resolve()), "-cn", config_name, f"hydra.run.dir={run_dir}", *overrides]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = run_dir / "nequip-train.out"
+    with open(log, "w") as fh:
+        proc = subprocess.run(cmd, stdout=fh if quiet else None, stderr=subprocess.STDOUT if quiet else None, env=os.environ.copy())
+    if proc.returncode != 0:
+        tail = log.read_text()[-3000:] if quiet else ""
+        raise RuntimeError(f"nequip-train failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}")
+    return run_dir
+
+
+def read_val_metrics(run_dir: Path) -> List[Dict[str, float]]:
+    """Validation rows of the CSVLogger's metrics.csv, in order: [{'step':..., 'forces_mae':...}, ...]."""
+    rows = []
+    with open(Path(run_dir) / "csv" / "version_0" / "metrics.csv") as fh:
+        for row in csv.DictReader(fh):
+            if row.get("val0_epoch/forces_mae"):
+                rows.append({k.split("/", 1)[-1]: float(v) for k, v in row.items() if v != "" and (k.startswith("val0_epoch/") or k in ("epoch", "step"))})
+    return rows
