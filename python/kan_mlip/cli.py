@@ -28,7 +28,7 @@ def _demo(args) -> int:
     work = Path(args.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    data = work / "ag_emt.extxyz"
+    data = work / f"ag_emt_{args.frames}.extxyz"
     print(f"[1/4] data: {DATASET_LABEL}, {args.frames} frames -> {data}", flush=True)
     if not data.exists():
         write(data, make_ag_data(n_frames=args.frames, seed=0), format="extxyz")
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("demo", help="generate data, train a KAN-readout Allegro, evaluate it (a few minutes on CPU)")
     p.add_argument("--workdir", default="demo", help="where data, checkpoints and plots go (default: %(default)s)")
     p.add_argument("--config", default="allegro_kan_readout", help="config in examples/configs (default: %(default)s)")
-    p.add_argument("--frames", type=int, default=1000, help="EMT Ag frames to generate (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=300, help="EMT Ag frames to generate, 80%% train / 20%% validation (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=5, help="training epochs (default: %(default)s)")
     p.set_defaults(func=_demo)
 

@@ -1,0 +1,210 @@
+"""Build, check and write a deployed model (TorchScript, scripted + frozen, metadata as extra files)."""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+
+from kan_mlip import __version__
+
+from .contract import CONTRACT_VERSION, PairPotential
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# eager vs compiled must agree to this (energy per atom in eV, forces in eV/Å)
+TOLERANCE = {"float64": 1e-9, "float32": 1e-4}
+METADATA_KEYS = ("contract", "r_max", "cutoff_matrix", "type_names", "num_types", "model_dtype", "device", "kan_blocks",
+                 "kan_mlip_version", "torch_version", "custom_op_library", "source")
+
+
+def load_trained_model(path) -> Tuple[torch.nn.Module, str]:
+    """A nequip GraphModel from a nequip-train checkpoint, a nequip package or a kan_mlip model.pth."""
+    from nequip.utils.global_state import set_global_state
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such model file: {path}")
+    set_global_state()
+    name = path.name
+    try:
+        if name.endswith(".ckpt"):
+            from nequip.model import ModelFromCheckpoint
+
+            return ModelFromCheckpoint(str(path))["sole_model"], "nequip-train checkpoint"
+        if name.endswith(".zip"):
+            from nequip.model import ModelFromPackage
+
+            return ModelFromPackage(str(path))["sole_model"], "nequip package"
+        from kan_mlip.models.io import load_model
+
+        return load_model(path), "kan_mlip model file"
+    except (FileNotFoundError, ValueError):
+        raise
+    except Exception as exc:  # torch / pickle / zip errors: say what the file is not
+        raise ValueError(f"{path} is not a trained model (.ckpt, nequip package .zip, or kan_mlip model.pth): "
+                         f"{type(exc).__name__}: {exc}") from exc
+
+
+def _is_local(model: torch.nn.Module) -> bool:
+    """Strictly local (Allegro-like): no message passing, so ghosts within r_max suffice."""
+    from nequip.nn import ConvNetLayer
+
+    return not any(isinstance(m, ConvNetLayer) for m in model.modules())
+
+
+def kan_blocks(model: torch.nn.Module) -> Dict[str, str]:
+    """Which blocks hold KAN layers, and with which basis."""
+    from kan_mlip.nn import KANLinear
+
+    found: Dict[str, str] = {}
+    names = {"scalar_embed_mlp": "two_body_embed", "latents": "latent", "edge_readout": "readout",
+             "per_atom_energy_readout": "readout"}
+    for name, module in model.named_modules():
+        if isinstance(module, KANLinear):
+            for part in name.split("."):
+                if part in names:
+                    found[names[part]] = module.basis_name
+    return found
+
+
+def _cutoff_matrix(model) -> np.ndarray:
+    meta = model.metadata
+    type_names = meta["type_names"].split(" ")
+    r_max = float(meta["r_max"])
+    mat = np.full((len(type_names), len(type_names)), r_max)
+    per_type = meta.get("per_edge_type_cutoff")
+    if per_type:
+        from nequip.nn.embedding.utils import cutoff_str_to_fulldict
+
+        full = cutoff_str_to_fulldict(per_type, type_names)
+        for a, ta in enumerate(type_names):
+            for b, tb in enumerate(type_names):
+                mat[a, b] = float(full[ta][tb])
+    return mat
+
+
+def sample_structure(type_names, r_max: float, seed: int = 0):
+    """A rattled periodic fcc cell holding every type, dense enough that every atom has neighbours."""
+    from ase.build import bulk
+
+    a = max(1.2 * r_max / np.sqrt(2) * 1.0, 2.0)
+    atoms = bulk("Cu", "fcc", a=a, cubic=True).repeat((2, 2, 2))
+    atoms.set_chemical_symbols([type_names[i % len(type_names)] for i in range(len(atoms))])
+    atoms.rattle(0.05 * a, seed=seed)
+    return atoms
+
+
+def deploy(source, output, dtype: Optional[str] = None, device: str = "cpu", log=print) -> Dict[str, Any]:
+    """Compile ``source`` into ``output``; returns the metadata. Writes nothing unless the check passes."""
+    from e3nn.util.jit import script
+    from nequip.utils.compile import prepare_model_for_compile
+
+    model, kind = load_trained_model(source)
+    if not _is_local(model):
+        raise ValueError("pair_style allegro-kan runs strictly local models (Allegro); this model passes messages "
+                         "(NequIP) and would need ghost atoms beyond r_max")
+    model_dtype = model.metadata["model_dtype"]
+    dtype = dtype or model_dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"--dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda requested but this torch has no usable CUDA device")
+    type_names = model.metadata["type_names"].split(" ")
+    cutoffs = _cutoff_matrix(model)
+    blocks = kan_blocks(model)
+
+    model = prepare_model_for_compile(model.to(DTYPES[dtype]), device)
+    energy_model = model.model.func  # GraphModel -> ForceStressOutput -> energy network
+    # script a copy: e3nn's script converts submodules in place, and the check needs the eager model
+    compiled = torch.jit.freeze(script(PairPotential(energy_model, DTYPES[dtype]).eval(), in_place=False))
+    # eager reference: nequip's own GraphModel (cell + shifts, autograd forces) in the target dtype
+    check = _check(model, compiled, type_names, cutoffs, dtype, device)
+    log(f"check: eager nequip model vs compiled on a {check['natoms']}-atom periodic cell: "
+        f"|dE|/atom = {check['energy_err']:.2e} eV, max |dF| = {check['force_err']:.2e} eV/Å "
+        f"(tolerance {TOLERANCE[dtype]:.0e}) -> {'OK' if check['ok'] else 'FAILED'}")
+    if not check["ok"]:
+        raise RuntimeError("compiled model disagrees with the eager model beyond tolerance; nothing written")
+
+    metadata = {
+        "contract": CONTRACT_VERSION,
+        "r_max": float(cutoffs.max()),
+        "cutoff_matrix": cutoffs.tolist(),
+        "type_names": type_names,
+        "num_types": len(type_names),
+        "model_dtype": dtype,
+        "device": device,
+        "kan_blocks": blocks,
+        "kan_mlip_version": __version__,
+        "torch_version": torch.__version__.split("+")[0],
+        "custom_op_library": "",
+        "source": f"{kind}: {Path(source).name}",
+    }
+    _write_atomically(compiled, metadata, Path(output))
+    nparams = sum(p.numel() for p in energy_model.parameters())
+    log(f"wrote {output}: {nparams} parameters, types {type_names}, r_max {metadata['r_max']:g} Å, {dtype} on {device}, "
+        f"KAN blocks: {metadata['kan_blocks'] or 'none (MLP model)'}")
+    return metadata
+
+
+def _check(model, compiled, type_names, cutoffs, dtype, device) -> Dict[str, Any]:
+    from nequip.data import AtomicDataDict
+
+    from kan_mlip.ase.ghosts import ghost_graph
+    from kan_mlip.data.graph import atoms_to_graph
+
+    atoms = sample_structure(type_names, float(cutoffs.max()))
+    ref = model(atoms_to_graph(atoms, float(cutoffs.max()), type_names, dtype=DTYPES[dtype]))
+    e_ref = ref[AtomicDataDict.TOTAL_ENERGY_KEY].detach().double().sum().item()
+    f_ref = ref[AtomicDataDict.FORCE_KEY].detach().double().numpy()
+    types = np.array([type_names.index(s) for s in atoms.get_chemical_symbols()])
+    g = ghost_graph(atoms, cutoffs, types)
+    energies, forces, _ = compiled(torch.tensor(g.positions, dtype=DTYPES[dtype], device=device),
+                                   torch.tensor(g.edge_index, device=device),
+                                   torch.tensor(types[g.owner], device=device), g.num_local)
+    folded = np.zeros((len(atoms), 3))
+    np.add.at(folded, g.owner, forces.double().cpu().numpy())
+    e_err = abs(energies.double().sum().item() - e_ref) / len(atoms)
+    f_err = float(np.abs(folded - f_ref).max())
+    tol = TOLERANCE[dtype]
+    return {"natoms": len(atoms), "energy_err": e_err, "force_err": f_err,
+            "ok": bool(e_err <= tol and f_err <= tol * max(1.0, np.abs(f_ref).max()) and np.isfinite(folded).all())}
+
+
+def _write_atomically(compiled, metadata: Dict[str, Any], output: Path) -> None:
+    extra = {key: (json.dumps(value) if not isinstance(value, str) else value) for key, value in metadata.items()}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.jit.save(compiled, tmp, _extra_files=extra)
+        os.replace(tmp, output)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_deployed(path, device: str = "cpu") -> Tuple[torch.jit.ScriptModule, Dict[str, Any]]:
+    """Load a kan-deploy file and its metadata (json-decoded)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such deployed model: {path}")
+    extra = {key: "" for key in METADATA_KEYS}
+    try:
+        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    except Exception as exc:
+        raise ValueError(f"{path} is not a kan-deploy model file: {exc}") from exc
+    meta: Dict[str, Any] = {}
+    for key, raw in extra.items():
+        raw = raw.decode() if isinstance(raw, bytes) else raw
+        try:
+            meta[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            meta[key] = raw
+    if meta["contract"] != CONTRACT_VERSION:
+        raise ValueError(f"{path}: model contract {meta['contract']!r}, expected {CONTRACT_VERSION!r}")
+    return module, meta

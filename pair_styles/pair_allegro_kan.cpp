@@ -1,0 +1,261 @@
+/* pair_style allegro-kan -- see pair_allegro_kan.h and examples/lammps/README.md */
+
+#include "pair_allegro_kan.h"
+
+#include "atom.h"
+#include "comm.h"
+#include "error.h"
+#include "force.h"
+#include "memory.h"
+#include "neigh_list.h"
+#include "neighbor.h"
+
+#include "nlohmann/json.hpp"    // LAMMPS' bundled copy, in namespace nlohmann_lmp
+
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <unordered_map>
+
+using namespace LAMMPS_NS;
+using json = nlohmann_lmp::json;
+
+#ifndef KAN_MLIP_VERSION
+#error "KAN_MLIP_VERSION must be defined by the build"
+#endif
+
+static const char *CONTRACT_VERSION = "kan_mlip.pair.v1";
+
+// "2.13.0" -> "2.13": files from another major.minor must be re-deployed
+static std::string major_minor(const std::string &version)
+{
+  auto first = version.find('.');
+  if (first == std::string::npos) return version;
+  auto second = version.find_first_of(".+", first + 1);
+  return version.substr(0, second);
+}
+
+static std::string joined(const std::vector<std::string> &words)
+{
+  std::string out;
+  for (const auto &w : words) out += " " + w;
+  return out;
+}
+
+PairAllegroKAN::PairAllegroKAN(LAMMPS *lmp) : Pair(lmp)
+{
+  single_enable = 0;
+  restartinfo = 0;
+  one_coeff = 1;
+  manybody_flag = 1;
+  centroidstressflag = CENTROID_NOTAVAIL;
+}
+
+PairAllegroKAN::~PairAllegroKAN()
+{
+  if (allocated) {
+    memory->destroy(setflag);
+    memory->destroy(cutsq);
+  }
+}
+
+void PairAllegroKAN::allocate()
+{
+  allocated = 1;
+  int n = atom->ntypes + 1;
+  memory->create(setflag, n, n, "pair:setflag");
+  memory->create(cutsq, n, n, "pair:cutsq");
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) setflag[i][j] = 0;
+}
+
+void PairAllegroKAN::settings(int narg, char **arg)
+{
+  if (narg > 0) error->all(FLERR, "pair_style allegro-kan takes no arguments, got '{}'", arg[0]);
+}
+
+void PairAllegroKAN::load_model(const std::string &path)
+{
+  if (!std::ifstream(path).good()) error->all(FLERR, "pair_style allegro-kan: cannot open model file '{}'", path);
+
+  std::unordered_map<std::string, std::string> extra = {
+      {"contract", ""}, {"kan_mlip_version", ""}, {"torch_version", ""}, {"type_names", ""},
+      {"cutoff_matrix", ""}, {"model_dtype", ""}, {"device", ""}, {"custom_op_library", ""}};
+  torch::jit::ExtraFilesMap files(extra.begin(), extra.end());
+  try {
+    model = torch::jit::load(path, torch::kCPU, files);
+  } catch (const std::exception &e) {
+    // first line only: torch's messages carry long C++ traces
+    std::string msg = e.what();
+    error->all(FLERR, "pair_style allegro-kan: '{}' is not a loadable kan-deploy model file: {}", path,
+               msg.substr(0, msg.find('\n')));
+  }
+  if (files["contract"] != CONTRACT_VERSION)
+    error->all(FLERR,
+               "pair_style allegro-kan: '{}' has model contract '{}', this plugin needs '{}'; "
+               "re-deploy it with this kan_mlip's kan-deploy",
+               path, files["contract"], CONTRACT_VERSION);
+  if (major_minor(files["kan_mlip_version"]) != major_minor(KAN_MLIP_VERSION))
+    error->all(FLERR,
+               "pair_style allegro-kan: '{}' was deployed by kan_mlip {}, this plugin is kan_mlip {}; "
+               "re-run kan-deploy",
+               path, files["kan_mlip_version"], KAN_MLIP_VERSION);
+  if (major_minor(files["torch_version"]) != major_minor(TORCH_VERSION))
+    error->all(FLERR,
+               "pair_style allegro-kan: '{}' was deployed with torch {}, this plugin uses libtorch {}; "
+               "re-run kan-deploy",
+               path, files["torch_version"], TORCH_VERSION);
+
+  try {
+    type_names = json::parse(files["type_names"]).get<std::vector<std::string>>();
+    auto matrix = json::parse(files["cutoff_matrix"]).get<std::vector<std::vector<double>>>();
+    cutoff_matrix.clear();
+    for (auto &row : matrix) {
+      if (row.size() != type_names.size()) throw std::runtime_error("cutoff_matrix is not num_types x num_types");
+      cutoff_matrix.insert(cutoff_matrix.end(), row.begin(), row.end());
+    }
+    if (matrix.size() != type_names.size()) throw std::runtime_error("cutoff_matrix is not num_types x num_types");
+  } catch (const std::exception &e) {
+    error->all(FLERR, "pair_style allegro-kan: '{}' has corrupt metadata: {}", path, e.what());
+  }
+
+  const std::string dtype = files["model_dtype"];
+  if (dtype == "float64")
+    model_dtype = torch::kFloat64;
+  else if (dtype == "float32")
+    model_dtype = torch::kFloat32;
+  else
+    error->all(FLERR, "pair_style allegro-kan: '{}' has unknown model_dtype '{}'", path, dtype);
+
+  device = torch::kCPU;
+  if (files["device"] == "cuda") {
+    if (!torch::cuda::is_available())
+      error->all(FLERR, "pair_style allegro-kan: '{}' was deployed for CUDA, but no CUDA device is available", path);
+    device = torch::Device(torch::kCUDA, comm->me % torch::cuda::device_count());
+  }
+  model.to(device);
+  model.eval();
+
+  // several MPI ranks on one node: one torch thread each unless the user says otherwise
+  if (comm->nprocs > 1 && !std::getenv("OMP_NUM_THREADS")) at::set_num_threads(1);
+
+  if (comm->me == 0)
+    utils::logmesg(lmp, "pair_style allegro-kan: loaded '{}' ({} {} on {}, types:{})\n", path, dtype,
+                   files["kan_mlip_version"], files["device"], joined(type_names));
+  model_loaded = true;
+}
+
+void PairAllegroKAN::coeff(int narg, char **arg)
+{
+  const int ntypes = atom->ntypes;
+  if (narg != 3 + ntypes)
+    error->all(FLERR,
+               "pair_coeff for allegro-kan needs '* * model.pt' and one element name per atom type "
+               "({} types): expected {} arguments, got {}",
+               ntypes, 3 + ntypes, narg);
+  if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
+    error->all(FLERR, "pair_coeff for allegro-kan must start with '* *', got '{} {}'", arg[0], arg[1]);
+  if (!allocated) allocate();
+
+  load_model(arg[2]);
+
+  type_map.assign(ntypes + 1, -1);
+  for (int itype = 1; itype <= ntypes; itype++) {
+    const std::string element = arg[2 + itype];
+    auto it = std::find(type_names.begin(), type_names.end(), element);
+    if (it == type_names.end())
+      error->all(FLERR, "pair_coeff allegro-kan: element '{}' (atom type {}) is not in the model; model types:{}",
+                 element, itype, joined(type_names));
+    type_map[itype] = int(it - type_names.begin());
+  }
+  for (int i = 1; i <= ntypes; i++)
+    for (int j = i; j <= ntypes; j++) setflag[i][j] = 1;
+}
+
+void PairAllegroKAN::init_style()
+{
+  if (force->newton_pair == 0) error->all(FLERR, "pair_style allegro-kan requires 'newton on' (newton pair on)");
+  if (!model_loaded) error->all(FLERR, "pair_style allegro-kan: no model loaded (missing pair_coeff * * model.pt ...)");
+  neighbor->add_request(this, NeighConst::REQ_FULL);
+}
+
+double PairAllegroKAN::init_one(int i, int j)
+{
+  const int n = int(type_names.size());
+  return cutoff_matrix[type_map[i] * n + type_map[j]];
+}
+
+void PairAllegroKAN::compute(int eflag, int vflag)
+{
+  ev_init(eflag, vflag);
+  if (vflag_atom)
+    error->all(FLERR, "pair_style allegro-kan does not compute per-atom virials (e.g. compute stress/atom)");
+
+  const int nlocal = atom->nlocal;
+  const int ntotal = nlocal + atom->nghost;
+  double **x = atom->x;
+  double **f = atom->f;
+  const int *type = atom->type;
+
+  // positions and model types of local + ghost atoms
+  torch::Tensor pos = torch::empty({ntotal, 3}, torch::kFloat64);
+  torch::Tensor types = torch::empty({ntotal}, torch::kInt64);
+  auto pos_a = pos.accessor<double, 2>();
+  auto types_a = types.accessor<int64_t, 1>();
+  for (int i = 0; i < ntotal; i++) {
+    pos_a[i][0] = x[i][0];
+    pos_a[i][1] = x[i][1];
+    pos_a[i][2] = x[i][2];
+    types_a[i] = type_map[type[i]];
+  }
+
+  // edges within the per-type-pair cutoff: centre (local) -> neighbour (local or ghost)
+  std::vector<int64_t> centres, neighbours;
+  centres.reserve(list->inum * 64);
+  neighbours.reserve(list->inum * 64);
+  for (int ii = 0; ii < list->inum; ii++) {
+    const int i = list->ilist[ii];
+    const int *jlist = list->firstneigh[i];
+    for (int jj = 0; jj < list->numneigh[i]; jj++) {
+      const int j = jlist[jj] & NEIGHMASK;
+      const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
+      if (dx * dx + dy * dy + dz * dz < cutsq[type[i]][type[j]]) {
+        centres.push_back(i);
+        neighbours.push_back(j);
+      }
+    }
+  }
+  const int64_t nedges = int64_t(centres.size());
+  torch::Tensor edge_index = torch::empty({2, nedges}, torch::kInt64);
+  std::memcpy(edge_index.data_ptr<int64_t>(), centres.data(), nedges * sizeof(int64_t));
+  std::memcpy(edge_index.data_ptr<int64_t>() + nedges, neighbours.data(), nedges * sizeof(int64_t));
+
+  std::vector<torch::jit::IValue> inputs = {pos.to(device, model_dtype), edge_index.to(device), types.to(device),
+                                            int64_t(nlocal)};
+  torch::Tensor atomic_energy, forces;
+  try {
+    auto out = model.forward(inputs).toTuple();
+    atomic_energy = out->elements()[0].toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
+    forces = out->elements()[1].toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
+  } catch (const std::exception &e) {
+    std::string msg = e.what();
+    error->one(FLERR, "pair_style allegro-kan: model evaluation failed: {}", msg.substr(0, msg.find('\n')));
+  }
+
+  auto f_a = forces.accessor<double, 2>();
+  for (int i = 0; i < ntotal; i++) {
+    f[i][0] += f_a[i][0];
+    f[i][1] += f_a[i][1];
+    f[i][2] += f_a[i][2];
+  }
+  auto e_a = atomic_energy.accessor<double, 1>();
+  if (eflag_global)
+    for (int i = 0; i < nlocal; i++) eng_vdwl += e_a[i];
+  if (eflag_atom)
+    for (int i = 0; i < nlocal; i++) eatom[i] += e_a[i];
+  if (vflag_fdotr) virial_fdotr_compute();
+}
