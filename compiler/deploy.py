@@ -1,5 +1,6 @@
 """Build, check and write a deployed model (TorchScript, scripted + frozen, metadata as extra files)."""
 
+import copy
 import json
 import os
 import tempfile
@@ -20,8 +21,9 @@ METADATA_KEYS = ("contract", "r_max", "cutoff_matrix", "type_names", "num_types"
                  "kan_mlip_version", "torch_version", "custom_op_library", "source")
 
 
-def load_trained_model(path) -> Tuple[torch.nn.Module, str]:
-    """A nequip GraphModel from a nequip-train checkpoint, a nequip package or a kan_mlip model.pth."""
+def load_trained_model(path) -> Tuple[torch.nn.Module, str, Optional[Dict[str, Any]]]:
+    """(GraphModel, kind, builder config or None) from a nequip-train checkpoint, a nequip package or a
+    kan_mlip model.pth."""
     from nequip.utils.global_state import set_global_state
 
     path = Path(path)
@@ -33,19 +35,35 @@ def load_trained_model(path) -> Tuple[torch.nn.Module, str]:
         if name.endswith(".ckpt"):
             from nequip.model import ModelFromCheckpoint
 
-            return ModelFromCheckpoint(str(path))["sole_model"], "nequip-train checkpoint"
+            config = torch.load(str(path), map_location="cpu", weights_only=False)["hyper_parameters"]["model"]
+            return ModelFromCheckpoint(str(path))["sole_model"], "nequip-train checkpoint", dict(config)
         if name.endswith(".zip"):
             from nequip.model import ModelFromPackage
 
-            return ModelFromPackage(str(path))["sole_model"], "nequip package"
-        from kan_mlip.models.io import load_model
+            return ModelFromPackage(str(path))["sole_model"], "nequip package", None
+        from kan_mlip.models.io import load_model_and_config
 
-        return load_model(path), "kan_mlip model file"
+        model, config = load_model_and_config(path)
+        return model, "kan_mlip model file", config
     except (FileNotFoundError, ValueError):
         raise
     except Exception as exc:  # torch / pickle / zip errors: say what the file is not
         raise ValueError(f"{path} is not a trained model (.ckpt, nequip package .zip, or kan_mlip model.pth): "
                          f"{type(exc).__name__}: {exc}") from exc
+
+
+def _in_dtype(model, config: Optional[Dict[str, Any]], dtype: str) -> torch.nn.Module:
+    """The same model in another dtype. nequip modules fix their dtype when built, so rebuild and load."""
+    if model.metadata["model_dtype"] == dtype:
+        return model
+    if config is None:
+        raise ValueError(f"--dtype {dtype} differs from the model's {model.metadata['model_dtype']} and this source "
+                         "has no builder config to rebuild from; deploy from the .ckpt or a kan_mlip model.pth")
+    from kan_mlip.models.io import build_model
+
+    rebuilt = build_model(dict(config, model_dtype=dtype))
+    rebuilt.load_state_dict({k: v.to(DTYPES[dtype]) if v.is_floating_point() else v for k, v in model.state_dict().items()})
+    return rebuilt
 
 
 def _is_local(model: torch.nn.Module) -> bool:
@@ -102,7 +120,7 @@ def deploy(source, output, dtype: Optional[str] = None, device: str = "cpu", log
     from e3nn.util.jit import script
     from nequip.utils.compile import prepare_model_for_compile
 
-    model, kind = load_trained_model(source)
+    model, kind, config = load_trained_model(source)
     if not _is_local(model):
         raise ValueError("pair_style allegro-kan runs strictly local models (Allegro); this model passes messages "
                          "(NequIP) and would need ghost atoms beyond r_max")
@@ -118,13 +136,14 @@ def deploy(source, output, dtype: Optional[str] = None, device: str = "cpu", log
     cutoffs = _cutoff_matrix(model)
     blocks = kan_blocks(model)
 
-    model = prepare_model_for_compile(model.to(DTYPES[dtype]), device)
-    energy_model = model.model.func  # GraphModel -> ForceStressOutput -> energy network
-    # script a copy: e3nn's script converts submodules in place, and the check needs the eager model
+    # reference: nequip's own GraphModel (cell + shifts, autograd forces) in the model's own dtype
+    reference = copy.deepcopy(model).eval()
+    target = prepare_model_for_compile(_in_dtype(model, config, dtype), device)
+    energy_model = target.model.func  # GraphModel -> ForceStressOutput -> energy network
+    # script a copy: e3nn's script converts submodules in place
     compiled = torch.jit.freeze(script(PairPotential(energy_model, DTYPES[dtype]).eval(), in_place=False))
-    # eager reference: nequip's own GraphModel (cell + shifts, autograd forces) in the target dtype
-    check = _check(model, compiled, type_names, cutoffs, dtype, device)
-    log(f"check: eager nequip model vs compiled on a {check['natoms']}-atom periodic cell: "
+    check = _check(reference, compiled, type_names, cutoffs, dtype, device)
+    log(f"check: eager nequip model ({model_dtype}) vs compiled ({dtype}) on a {check['natoms']}-atom periodic cell: "
         f"|dE|/atom = {check['energy_err']:.2e} eV, max |dF| = {check['force_err']:.2e} eV/Å "
         f"(tolerance {TOLERANCE[dtype]:.0e}) -> {'OK' if check['ok'] else 'FAILED'}")
     if not check["ok"]:
@@ -158,7 +177,7 @@ def _check(model, compiled, type_names, cutoffs, dtype, device) -> Dict[str, Any
     from kan_mlip.data.graph import atoms_to_graph
 
     atoms = sample_structure(type_names, float(cutoffs.max()))
-    ref = model(atoms_to_graph(atoms, float(cutoffs.max()), type_names, dtype=DTYPES[dtype]))
+    ref = model(atoms_to_graph(atoms, float(cutoffs.max()), type_names, dtype=DTYPES[model.metadata["model_dtype"]]))
     e_ref = ref[AtomicDataDict.TOTAL_ENERGY_KEY].detach().double().sum().item()
     f_ref = ref[AtomicDataDict.FORCE_KEY].detach().double().numpy()
     types = np.array([type_names.index(s) for s in atoms.get_chemical_symbols()])

