@@ -74,14 +74,14 @@ def _is_local(model: torch.nn.Module) -> bool:
 
 
 def kan_blocks(model: torch.nn.Module) -> Dict[str, str]:
-    """Which blocks hold KAN layers, and with which basis."""
-    from kan_mlip.nn import KANLinear
+    """Which blocks hold KAN layers, and with which basis.
 
+    Matched by class name: models from a nequip package carry torch.package copies of the classes."""
     found: Dict[str, str] = {}
     names = {"scalar_embed_mlp": "two_body_embed", "latents": "latent", "edge_readout": "readout",
              "per_atom_energy_readout": "readout"}
     for name, module in model.named_modules():
-        if isinstance(module, KANLinear):
+        if type(module).__name__ == "KANLinear":
             for part in name.split("."):
                 if part in names:
                     found[names[part]] = module.basis_name
@@ -101,6 +101,8 @@ def _cutoff_matrix(model) -> np.ndarray:
         for a, ta in enumerate(type_names):
             for b, tb in enumerate(type_names):
                 mat[a, b] = float(full[ta][tb])
+    if not np.allclose(mat, mat.T):
+        raise ValueError(f"per_edge_type_cutoff must be symmetric for LAMMPS (cutoff[a][b] == cutoff[b][a]); got {full}")
     return mat
 
 

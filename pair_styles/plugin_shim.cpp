@@ -12,6 +12,7 @@
 #include <dlfcn.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 typedef void (*register_fn)(void *, void *, void *);
@@ -26,7 +27,10 @@ extern "C" void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
   std::string dir(info.dli_fname);
   dir = dir.substr(0, dir.find_last_of('/') + 1);
   const std::string impl = dir + "libpair_allegro_kan.so";
-  void *lib = dlopen(impl.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+  // KAN_MLIP_NO_DEEPBIND=1 restores plain loading, only to measure the BLAS trap (benchmarks/blas_trap.py)
+  const char *no_deepbind = std::getenv("KAN_MLIP_NO_DEEPBIND");
+  const int flags = (no_deepbind && no_deepbind[0] == '1') ? (RTLD_NOW | RTLD_GLOBAL) : (RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+  void *lib = dlopen(impl.c_str(), flags);
   if (!lib) {
     std::fprintf(stderr, "allegro-kan plugin: cannot load %s: %s\n", impl.c_str(), dlerror());
     return;

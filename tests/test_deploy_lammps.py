@@ -43,6 +43,8 @@ def model_config(type_names, seed=3, placement="readout", basis="gaussian", r_ma
         "per_type_energy_shifts": {t: shifts[t] for t in type_names},
         "per_type_energy_scales": {t: 0.5 for t in type_names},
         "kan_placement": placement, "kan_basis": basis,
+        # per-type-pair cutoffs where there are two types: O-O shorter than the rest
+        "per_edge_type_cutoff": {"Hf": r_max, "O": {"Hf": r_max, "O": 3.6}} if len(type_names) == 2 else None,
     }
 
 
@@ -259,7 +261,7 @@ def test_deploy_records_metadata(deployed):
     _, meta = load_deployed(deployed[("Hf", "O"), "float32"][0])
     assert meta["type_names"] == ["Hf", "O"] and meta["num_types"] == 2 and meta["model_dtype"] == "float32"
     assert meta["kan_blocks"] == {"two_body_embed": "bspline", "latent": "bspline", "readout": "bspline"}
-    assert meta["r_max"] == 4.5 and np.allclose(meta["cutoff_matrix"], 4.5)
+    assert meta["r_max"] == 4.5 and np.allclose(meta["cutoff_matrix"], [[4.5, 4.5], [4.5, 3.6]])
     assert meta["torch_version"] == torch.__version__.split("+")[0] and meta["kan_mlip_version"]
 
 
