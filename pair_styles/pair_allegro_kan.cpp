@@ -123,6 +123,11 @@ void PairAllegroKAN::load_model(const std::string &path)
     error->all(FLERR, "pair_style allegro-kan: '{}' has corrupt metadata: {}", path, e.what());
   }
 
+  // the fused KAN ops are linked into this library; any other op library is unknown to us
+  if (!files["custom_op_library"].empty() && files["custom_op_library"] != "libkan_mlip_ops.so")
+    error->all(FLERR, "pair_style allegro-kan: '{}' needs custom op library '{}', which this plugin does not provide",
+               path, files["custom_op_library"]);
+
   const std::string dtype = files["model_dtype"];
   if (dtype == "float64")
     model_dtype = torch::kFloat64;

@@ -41,6 +41,7 @@ class BSplineBasis(torch.nn.Module):
         h = (hi - lo) / self.grid_size
         knots = torch.arange(-self.spline_order, self.grid_size + self.spline_order + 1) * h + lo
         self.register_buffer("grid", knots.expand(in_features, -1).contiguous())
+        self.register_buffer("aux", torch.zeros(0))  # unused by this basis; the fused op's signature has it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.grid  # (in, grid_size + 2k + 1)

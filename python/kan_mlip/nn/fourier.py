@@ -18,6 +18,12 @@ class FourierBasis(torch.nn.Module):
             raise ValueError(f"fourier option 'num_frequencies' must be an integer >= 1, got {num_frequencies!r}")
         self.num_basis = 2 * int(num_frequencies)
         self.register_buffer("frequencies", torch.arange(1, int(num_frequencies) + 1).to(torch.get_default_dtype()))
+        self.register_buffer("aux", torch.zeros(0))  # unused by this basis; the fused op's signature has it
+
+    @property
+    def grid(self) -> torch.Tensor:
+        """The frequencies, shared by all features: the fused op's grid for this basis."""
+        return self.frequencies
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         kx = x.unsqueeze(-1) * self.frequencies

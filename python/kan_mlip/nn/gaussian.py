@@ -27,6 +27,11 @@ class GaussianBasis(torch.nn.Module):
         self.register_buffer("grid", centres.expand(in_features, -1).contiguous())
         self.register_buffer("inv_width", torch.full((in_features, 1), (self.num_basis - 1) / (hi - lo)))
 
+    @property
+    def aux(self) -> torch.Tensor:
+        """Per-feature inverse widths, as the fused op takes them."""
+        return self.inv_width
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = (x.unsqueeze(-1) - self.grid) * self.inv_width
         return torch.exp(-z * z)

@@ -22,13 +22,14 @@ Choices that the upstream KAN libraries do not make, and why:
 """
 
 import math
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Final, Optional
 
 import torch
 
 from .bspline import BSplineBasis
 from .fourier import FourierBasis
 from .gaussian import GaussianBasis
+from .ops import BASIS_KIND, fused_ops_available, use_fused_default
 
 BASES: Dict[str, Any] = {"bspline": BSplineBasis, "gaussian": GaussianBasis, "fourier": FourierBasis}
 BASIS_OPTIONS: Dict[str, tuple] = {
@@ -70,6 +71,7 @@ class KANLinear(torch.nn.Module):
         layer_norm: LayerNorm on the basis input (FastKAN's option); off by default.
         standalone_scale: learn the per-function ``scaler`` (efficient-kan's default).
         zero_at_origin: make every phi_oi vanish at x = 0 (see module docstring).
+        fused: use the fused C++ ops (default: when they are built and KAN_MLIP_DISABLE_FUSED != 1).
         scale_base, scale_spline: initial scale of the base and basis branches (scale_spline: 0.1
             for bspline / gaussian as in efficient-kan / FastKAN; fourier coefficients are scaled
             so that phi' has unit variance).
@@ -81,6 +83,11 @@ class KANLinear(torch.nn.Module):
     num_basis: int
     zero_at_origin: bool
     basis_name: str
+    # fixed at construction; TorchScript drops the branch not taken, so a model scripts with or
+    # without the op library loaded
+    fused: Final[bool]
+    basis_kind: Final[int]
+    spline_order: Final[int]
 
     def __init__(
         self,
@@ -93,6 +100,7 @@ class KANLinear(torch.nn.Module):
         zero_at_origin: bool = False,
         scale_base: float = 1.0,
         scale_spline: Optional[float] = None,
+        fused: Optional[bool] = None,
         **basis_options,
     ):
         super().__init__()
@@ -102,6 +110,13 @@ class KANLinear(torch.nn.Module):
         self.basis_name = basis
         self.basis = make_basis(basis, self.in_features, **basis_options)
         self.zero_at_origin = bool(zero_at_origin)
+        if fused is None:
+            fused = use_fused_default()
+        elif fused and not fused_ops_available():
+            raise ValueError("KANLinear(fused=True), but the kan_mlip ops library is not built (make setup)")
+        self.fused = bool(fused)
+        self.basis_kind = BASIS_KIND[basis]
+        self.spline_order = int(getattr(self.basis, "spline_order", 0))
         self.num_basis = num_basis = int(self.basis.num_basis)
 
         if base_activation == _UNSET:
@@ -141,20 +156,33 @@ class KANLinear(torch.nn.Module):
             return self.spline_weight
         return self.spline_weight * self.spline_scaler.unsqueeze(-1)
 
+    def _origin(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(1, self.in_features, dtype=x.dtype, device=x.device)
+
     def basis_values(self, x: torch.Tensor) -> torch.Tensor:
         """(N, in) -> (N, in, num_basis): the basis the coefficients multiply (shifted if zero_at_origin)."""
         u = self.norm(x)
         phi = self.basis(u)
         if self.zero_at_origin:
-            phi = phi - self.basis(self.norm(torch.zeros_like(x[:1])))
+            phi = phi - self.basis(self.norm(self._origin(x)))
         return phi
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         x = x.reshape(-1, self.in_features)
-        phi = self.basis_values(x)
-        flat = self.in_features * self.num_basis  # explicit sizes: N may be 0
-        y = torch.mm(phi.reshape(phi.shape[0], flat), self.scaled_spline_weight().reshape(self.out_features, flat).t())
+        coeff = self.scaled_spline_weight()
+        if self.fused:
+            # y = sum_{i,k} c[o,i,k] phi_k(u[n,i]) without the (N, in, K) basis tensor
+            u = self.norm(x)
+            y = torch.ops.kan_mlip.kan_forward(u, coeff, None, self.basis.grid, self.basis.aux, self.basis_kind,
+                                               self.spline_order, 0)
+            if self.zero_at_origin:
+                phi0 = self.basis(self.norm(self._origin(x)))[0]  # (in, K)
+                y = y - (coeff * phi0).sum(dim=(1, 2))
+        else:
+            phi = self.basis_values(x)
+            flat = self.in_features * self.num_basis  # explicit sizes: N may be 0
+            y = torch.mm(phi.reshape(phi.shape[0], flat), coeff.reshape(self.out_features, flat).t())
         base_weight = self.base_weight
         if base_weight is not None:
             y = y + torch.mm(self.base_activation(x), base_weight.t())
@@ -199,5 +227,5 @@ class KANLinear(torch.nn.Module):
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, basis={self.basis_name}, "
-            f"base={self.base_activation_name}, zero_at_origin={self.zero_at_origin}"
+            f"base={self.base_activation_name}, zero_at_origin={self.zero_at_origin}, fused={self.fused}"
         )

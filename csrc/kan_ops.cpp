@@ -1,0 +1,357 @@
+// Fused KAN basis contractions, registered as torch ops `kan_mlip::*` (CPU, Meta, Autograd).
+//
+// Three primitives, with phi^(d) the d-th derivative of the basis, w an optional per-(n, i) weight:
+//   kan_forward    y[n,o]    = sum_{i,k} c[o,i,k] w[n,i] phi^(d)_k(x[n,i])
+//   kan_input_grad z[n,i]    = sum_{o,k} g[n,o] c[o,i,k] phi^(d)_k(x[n,i])
+//   kan_coeff_grad G[o,i,k]  = sum_n     g[n,o] w[n,i] phi^(d)_k(x[n,i])
+// Each one's derivatives are the others (with d or d + 1), so autograd through them is exact to any
+// order: forces (first derivative) and force training (second) never fall back to zeros.
+//
+// The (N, in, K) basis tensor is never materialised: rows are processed in tiles whose basis block
+// stays in cache, and each tile's contraction is a small GEMM.
+
+#include "kan_basis.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+#include <vector>
+
+namespace kan_mlip {
+namespace {
+
+using at::Tensor;
+constexpr int64_t TILE = 128;
+
+int64_t num_basis(int64_t kind, const Tensor &grid, int64_t order)
+{
+  const int64_t len = grid.size(-1);
+  if (kind == BSPLINE) return len - order - 1;
+  if (kind == GAUSSIAN) return len;
+  if (kind == FOURIER) return 2 * len;
+  TORCH_CHECK(false, "kan_mlip: unknown basis kind ", kind, " (0 bspline, 1 gaussian, 2 fourier)");
+}
+
+void check_inputs(const Tensor &x, const Tensor &grid, const Tensor &aux, int64_t kind, int64_t order, int64_t deriv)
+{
+  TORCH_CHECK(kind != GAUSSIAN || (aux.dim() == 2 && aux.size(0) == x.size(1) && aux.size(1) >= 1),
+              "kan_mlip: the gaussian basis needs aux = inverse widths of shape (in, 1), got ", aux.sizes());
+  TORCH_CHECK(aux.numel() == 0 || aux.scalar_type() == x.scalar_type(), "kan_mlip: aux dtype differs from x");
+  TORCH_CHECK(x.dim() == 2, "kan_mlip: x must be (N, in), got ", x.sizes());
+  TORCH_CHECK(kind >= 0 && kind <= 2, "kan_mlip: basis kind must be 0, 1 or 2, got ", kind);
+  TORCH_CHECK(deriv >= 0 && order >= 0, "kan_mlip: order and deriv must be >= 0");
+  TORCH_CHECK(grid.dim() == 2 ? grid.size(0) == x.size(1) : (kind == FOURIER && grid.dim() == 1),
+              "kan_mlip: grid must be (in, L) (or (L,) for fourier), got ", grid.sizes(), " for x ", x.sizes());
+  TORCH_CHECK(grid.scalar_type() == x.scalar_type(), "kan_mlip: grid dtype ", grid.scalar_type(),
+              " differs from x dtype ", x.scalar_type());
+}
+
+// Fill phi[r, i*K + k] = w[n,i] * phi^(d)_k(x[n,i]) for rows n in [n0, n0 + rows)
+template <typename T>
+void fill_tile(const T *x, const T *w, int64_t n0, int64_t rows, int64_t in, const T *grid, int64_t grid_stride,
+               int64_t grid_len, const T *aux, int64_t aux_stride, int64_t kind, int64_t order, int64_t deriv,
+               int64_t K, T *phi)
+{
+  std::vector<T> work(grid_len + 1);
+  for (int64_t r = 0; r < rows; r++) {
+    const int64_t n = n0 + r;
+    for (int64_t i = 0; i < in; i++) {
+      T *out = phi + (r * in + i) * K;
+      eval_basis<T>(kind, x[n * in + i], grid + i * grid_stride, grid_len, aux ? aux + i * aux_stride : nullptr, order,
+                    deriv, K, out, work.data());
+      if (w) {
+        const T wi = w[n * in + i];
+        for (int64_t k = 0; k < K; k++) out[k] *= wi;
+      }
+    }
+  }
+}
+
+struct Layout {
+  int64_t N, in, K, grid_stride, grid_len, aux_stride;
+};
+
+Layout layout(const Tensor &x, const Tensor &grid, const Tensor &aux, int64_t kind, int64_t order)
+{
+  return {x.size(0), x.size(1), num_basis(kind, grid, order), grid.dim() == 2 ? grid.size(1) : 0, grid.size(-1),
+          aux.numel() > 0 ? (aux.dim() == 2 ? aux.size(1) : 0) : 0};
+}
+
+Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::optional<Tensor> &w_, const Tensor &grid_,
+                       const Tensor &aux_, int64_t kind, int64_t order, int64_t deriv)
+{
+  check_inputs(x_, grid_, aux_, kind, order, deriv);
+  const Tensor x = x_.contiguous(), grid = grid_.contiguous(), aux = aux_.contiguous();
+  const Layout L = layout(x, grid, aux, kind, order);
+  TORCH_CHECK(coeff_.dim() == 3 && coeff_.size(1) == L.in && coeff_.size(2) == L.K,
+              "kan_mlip::kan_forward: coeff must be (out, ", L.in, ", ", L.K, "), got ", coeff_.sizes());
+  const int64_t out = coeff_.size(0);
+  const Tensor coeff = coeff_.contiguous().view({out, L.in * L.K});
+  const Tensor w = w_.has_value() && w_->defined() ? w_->contiguous() : Tensor();
+  Tensor y = at::empty({L.N, out}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kan_forward", [&] {
+    const scalar_t *aux_p = aux.numel() ? aux.data_ptr<scalar_t>() : nullptr;
+    const scalar_t *w_p = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
+    const Tensor coeff_t = coeff.t();
+    at::parallel_for(0, (L.N + TILE - 1) / TILE, 1, [&](int64_t t0, int64_t t1) {
+      Tensor phi = at::empty({TILE, L.in * L.K}, x.options());
+      for (int64_t t = t0; t < t1; t++) {
+        const int64_t n0 = t * TILE, rows = std::min(TILE, L.N - n0);
+        fill_tile<scalar_t>(x.data_ptr<scalar_t>(), w_p, n0, rows, L.in, grid.data_ptr<scalar_t>(), L.grid_stride,
+                            L.grid_len, aux_p, L.aux_stride, kind, order, deriv, L.K, phi.data_ptr<scalar_t>());
+        Tensor y_rows = y.narrow(0, n0, rows);
+        at::mm_out(y_rows, phi.narrow(0, 0, rows), coeff_t);
+      }
+    });
+  });
+  return y;
+}
+
+Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &g_, const Tensor &grid_,
+                          const Tensor &aux_, int64_t kind, int64_t order, int64_t deriv)
+{
+  check_inputs(x_, grid_, aux_, kind, order, deriv);
+  const Tensor x = x_.contiguous(), grid = grid_.contiguous(), aux = aux_.contiguous();
+  const Layout L = layout(x, grid, aux, kind, order);
+  TORCH_CHECK(coeff_.dim() == 3 && coeff_.size(1) == L.in && coeff_.size(2) == L.K,
+              "kan_mlip::kan_input_grad: coeff must be (out, ", L.in, ", ", L.K, "), got ", coeff_.sizes());
+  const int64_t out = coeff_.size(0);
+  TORCH_CHECK(g_.dim() == 2 && g_.size(0) == L.N && g_.size(1) == out, "kan_mlip::kan_input_grad: grad_out must be (",
+              L.N, ", ", out, "), got ", g_.sizes());
+  const Tensor coeff = coeff_.contiguous().view({out, L.in * L.K});
+  const Tensor g = g_.contiguous();
+  Tensor z = at::empty({L.N, L.in}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kan_input_grad", [&] {
+    const scalar_t *aux_p = aux.numel() ? aux.data_ptr<scalar_t>() : nullptr;
+    at::parallel_for(0, (L.N + TILE - 1) / TILE, 1, [&](int64_t t0, int64_t t1) {
+      Tensor phi = at::empty({TILE, L.in * L.K}, x.options());
+      for (int64_t t = t0; t < t1; t++) {
+        const int64_t n0 = t * TILE, rows = std::min(TILE, L.N - n0);
+        fill_tile<scalar_t>(x.data_ptr<scalar_t>(), nullptr, n0, rows, L.in, grid.data_ptr<scalar_t>(), L.grid_stride,
+                            L.grid_len, aux_p, L.aux_stride, kind, order, deriv, L.K, phi.data_ptr<scalar_t>());
+        // m[r, i*K + k] = sum_o g[n, o] c[o, i, k]
+        const Tensor m = at::mm(g.narrow(0, n0, rows), coeff).contiguous();
+        const scalar_t *m_p = m.data_ptr<scalar_t>(), *phi_p = phi.data_ptr<scalar_t>();
+        scalar_t *z_p = z.data_ptr<scalar_t>() + n0 * L.in;
+        for (int64_t r = 0; r < rows; r++)
+          for (int64_t i = 0; i < L.in; i++) {
+            scalar_t acc = 0;
+            const int64_t base = (r * L.in + i) * L.K;
+            for (int64_t k = 0; k < L.K; k++) acc += m_p[base + k] * phi_p[base + k];
+            z_p[r * L.in + i] = acc;
+          }
+      }
+    });
+  });
+  return z;
+}
+
+Tensor kan_coeff_grad_cpu(const Tensor &x_, const Tensor &g_, const c10::optional<Tensor> &w_, const Tensor &grid_,
+                          const Tensor &aux_, int64_t kind, int64_t order, int64_t deriv)
+{
+  check_inputs(x_, grid_, aux_, kind, order, deriv);
+  const Tensor x = x_.contiguous(), grid = grid_.contiguous(), aux = aux_.contiguous();
+  const Layout L = layout(x, grid, aux, kind, order);
+  TORCH_CHECK(g_.dim() == 2 && g_.size(0) == L.N, "kan_mlip::kan_coeff_grad: grad_out must be (", L.N,
+              ", out), got ", g_.sizes());
+  const int64_t out = g_.size(1);
+  const Tensor g = g_.contiguous();
+  const Tensor w = w_.has_value() && w_->defined() ? w_->contiguous() : Tensor();
+  const int64_t ntiles = (L.N + TILE - 1) / TILE;
+  // one partial sum per thread, reduced at the end
+  std::vector<Tensor> partial(at::get_num_threads());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kan_coeff_grad", [&] {
+    const scalar_t *aux_p = aux.numel() ? aux.data_ptr<scalar_t>() : nullptr;
+    const scalar_t *w_p = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
+    at::parallel_for(0, ntiles, 1, [&](int64_t t0, int64_t t1) {
+      Tensor &acc = partial[at::get_thread_num()];
+      if (!acc.defined()) acc = at::zeros({out, L.in * L.K}, x.options());
+      Tensor phi = at::empty({TILE, L.in * L.K}, x.options());
+      for (int64_t t = t0; t < t1; t++) {
+        const int64_t n0 = t * TILE, rows = std::min(TILE, L.N - n0);
+        fill_tile<scalar_t>(x.data_ptr<scalar_t>(), w_p, n0, rows, L.in, grid.data_ptr<scalar_t>(), L.grid_stride,
+                            L.grid_len, aux_p, L.aux_stride, kind, order, deriv, L.K, phi.data_ptr<scalar_t>());
+        acc.addmm_(g.narrow(0, n0, rows).t(), phi.narrow(0, 0, rows));
+      }
+    });
+  });
+  Tensor total = at::zeros({out, L.in * L.K}, x.options());
+  for (const Tensor &p : partial)
+    if (p.defined()) total.add_(p);
+  return total.view({out, L.in, L.K});
+}
+
+// ---- shapes only (torch.export / fake tensors): symbolic sizes, so N stays dynamic ----
+Tensor kan_forward_meta(const Tensor &x, const Tensor &coeff, const c10::optional<Tensor> &, const Tensor &,
+                        const Tensor &, int64_t, int64_t, int64_t)
+{
+  return at::empty_symint({x.sym_size(0), coeff.sym_size(0)}, x.options());
+}
+Tensor kan_input_grad_meta(const Tensor &x, const Tensor &, const Tensor &, const Tensor &, const Tensor &, int64_t,
+                           int64_t, int64_t)
+{
+  return at::empty_symint(x.sym_sizes(), x.options());
+}
+Tensor kan_coeff_grad_meta(const Tensor &x, const Tensor &g, const c10::optional<Tensor> &, const Tensor &grid,
+                           const Tensor &, int64_t kind, int64_t order, int64_t)
+{
+  return at::empty_symint({g.sym_size(1), x.sym_size(1), c10::SymInt(num_basis(kind, grid, order))}, x.options());
+}
+
+// ---- dispatcher entry points (re-enter autograd when called from a backward) ----
+Tensor call_forward(const Tensor &x, const Tensor &c, const c10::optional<Tensor> &w, const Tensor &grid,
+                    const Tensor &aux, int64_t kind, int64_t order, int64_t deriv)
+{
+  static auto op = c10::Dispatcher::singleton().findSchemaOrThrow("kan_mlip::kan_forward", "").typed<decltype(kan_forward_cpu)>();
+  return op.call(x, c, w, grid, aux, kind, order, deriv);
+}
+Tensor call_input_grad(const Tensor &x, const Tensor &c, const Tensor &g, const Tensor &grid, const Tensor &aux,
+                       int64_t kind, int64_t order, int64_t deriv)
+{
+  static auto op = c10::Dispatcher::singleton().findSchemaOrThrow("kan_mlip::kan_input_grad", "").typed<decltype(kan_input_grad_cpu)>();
+  return op.call(x, c, g, grid, aux, kind, order, deriv);
+}
+Tensor call_coeff_grad(const Tensor &x, const Tensor &g, const c10::optional<Tensor> &w, const Tensor &grid,
+                       const Tensor &aux, int64_t kind, int64_t order, int64_t deriv)
+{
+  static auto op = c10::Dispatcher::singleton().findSchemaOrThrow("kan_mlip::kan_coeff_grad", "").typed<decltype(kan_coeff_grad_cpu)>();
+  return op.call(x, g, w, grid, aux, kind, order, deriv);
+}
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+Tensor times(const Tensor &a, const Tensor &w) { return w.defined() ? a * w : a; }
+
+void save_meta(AutogradContext *ctx, int64_t kind, int64_t order, int64_t deriv)
+{
+  ctx->saved_data["kind"] = kind;
+  ctx->saved_data["order"] = order;
+  ctx->saved_data["deriv"] = deriv;
+}
+
+// y = F_d(x, c, w):  dx = w * T_{d+1}(x, c, gy),  dc = G_d(x, gy, w),  dw = T_d(x, c, gy)
+struct ForwardFn : public torch::autograd::Function<ForwardFn> {
+  static Tensor forward(AutogradContext *ctx, Tensor x, Tensor c, c10::optional<Tensor> w, Tensor grid, Tensor aux,
+                        int64_t kind, int64_t order, int64_t deriv)
+  {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    const Tensor wt = w.has_value() ? *w : Tensor();
+    ctx->save_for_backward({x, c, wt, grid, aux});
+    save_meta(ctx, kind, order, deriv);
+    return call_forward(x, c, w, grid, aux, kind, order, deriv);
+  }
+  static variable_list backward(AutogradContext *ctx, variable_list grads)
+  {
+    auto s = ctx->get_saved_variables();
+    const Tensor &x = s[0], &c = s[1], &w = s[2], &grid = s[3], &aux = s[4];
+    const int64_t kind = ctx->saved_data["kind"].toInt(), order = ctx->saved_data["order"].toInt(),
+                  d = ctx->saved_data["deriv"].toInt();
+    const Tensor gy = grads[0].contiguous();
+    const c10::optional<Tensor> wo = w.defined() ? c10::optional<Tensor>(w) : c10::nullopt;
+    Tensor dx = times(call_input_grad(x, c, gy, grid, aux, kind, order, d + 1), w);
+    Tensor dc = call_coeff_grad(x, gy, wo, grid, aux, kind, order, d);
+    Tensor dw = w.defined() ? call_input_grad(x, c, gy, grid, aux, kind, order, d) : Tensor();
+    return {dx, dc, dw, Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
+  }
+};
+
+// z = T_d(x, c, g):  dx = u * T_{d+1}(x, c, g),  dc = G_d(x, g, u),  dg = F_d(x, c, u)
+struct InputGradFn : public torch::autograd::Function<InputGradFn> {
+  static Tensor forward(AutogradContext *ctx, Tensor x, Tensor c, Tensor g, Tensor grid, Tensor aux, int64_t kind,
+                        int64_t order, int64_t deriv)
+  {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    ctx->save_for_backward({x, c, g, grid, aux});
+    save_meta(ctx, kind, order, deriv);
+    return call_input_grad(x, c, g, grid, aux, kind, order, deriv);
+  }
+  static variable_list backward(AutogradContext *ctx, variable_list grads)
+  {
+    auto s = ctx->get_saved_variables();
+    const Tensor &x = s[0], &c = s[1], &g = s[2], &grid = s[3], &aux = s[4];
+    const int64_t kind = ctx->saved_data["kind"].toInt(), order = ctx->saved_data["order"].toInt(),
+                  d = ctx->saved_data["deriv"].toInt();
+    const Tensor u = grads[0].contiguous();
+    Tensor dx = u * call_input_grad(x, c, g, grid, aux, kind, order, d + 1);
+    Tensor dc = call_coeff_grad(x, g, u, grid, aux, kind, order, d);
+    Tensor dg = call_forward(x, c, u, grid, aux, kind, order, d);
+    return {dx, dc, dg, Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
+  }
+};
+
+// G = G_d(x, g, w):  dx = w * T_{d+1}(x, U, g),  dg = F_d(x, U, w),  dw = T_d(x, U, g)
+struct CoeffGradFn : public torch::autograd::Function<CoeffGradFn> {
+  static Tensor forward(AutogradContext *ctx, Tensor x, Tensor g, c10::optional<Tensor> w, Tensor grid, Tensor aux,
+                        int64_t kind, int64_t order, int64_t deriv)
+  {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    const Tensor wt = w.has_value() ? *w : Tensor();
+    ctx->save_for_backward({x, g, wt, grid, aux});
+    save_meta(ctx, kind, order, deriv);
+    return call_coeff_grad(x, g, w, grid, aux, kind, order, deriv);
+  }
+  static variable_list backward(AutogradContext *ctx, variable_list grads)
+  {
+    auto s = ctx->get_saved_variables();
+    const Tensor &x = s[0], &g = s[1], &w = s[2], &grid = s[3], &aux = s[4];
+    const int64_t kind = ctx->saved_data["kind"].toInt(), order = ctx->saved_data["order"].toInt(),
+                  d = ctx->saved_data["deriv"].toInt();
+    const Tensor U = grads[0].contiguous();
+    const c10::optional<Tensor> wo = w.defined() ? c10::optional<Tensor>(w) : c10::nullopt;
+    Tensor dx = times(call_input_grad(x, U, g, grid, aux, kind, order, d + 1), w);
+    Tensor dg = call_forward(x, U, wo, grid, aux, kind, order, d);
+    Tensor dw = w.defined() ? call_input_grad(x, U, g, grid, aux, kind, order, d) : Tensor();
+    return {dx, dg, dw, Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
+  }
+};
+
+Tensor kan_forward_autograd(const Tensor &x, const Tensor &c, const c10::optional<Tensor> &w, const Tensor &grid,
+                            const Tensor &aux, int64_t kind, int64_t order, int64_t deriv)
+{
+  return ForwardFn::apply(x, c, w, grid, aux, kind, order, deriv);
+}
+Tensor kan_input_grad_autograd(const Tensor &x, const Tensor &c, const Tensor &g, const Tensor &grid,
+                               const Tensor &aux, int64_t kind, int64_t order, int64_t deriv)
+{
+  return InputGradFn::apply(x, c, g, grid, aux, kind, order, deriv);
+}
+Tensor kan_coeff_grad_autograd(const Tensor &x, const Tensor &g, const c10::optional<Tensor> &w, const Tensor &grid,
+                               const Tensor &aux, int64_t kind, int64_t order, int64_t deriv)
+{
+  return CoeffGradFn::apply(x, g, w, grid, aux, kind, order, deriv);
+}
+
+}    // namespace
+
+TORCH_LIBRARY(kan_mlip, m)
+{
+  m.def("kan_forward(Tensor x, Tensor coeff, Tensor? weight, Tensor grid, Tensor aux, int basis, int order, int deriv) -> Tensor");
+  m.def("kan_input_grad(Tensor x, Tensor coeff, Tensor grad_out, Tensor grid, Tensor aux, int basis, int order, int deriv) -> Tensor");
+  m.def("kan_coeff_grad(Tensor x, Tensor grad_out, Tensor? weight, Tensor grid, Tensor aux, int basis, int order, int deriv) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(kan_mlip, CPU, m)
+{
+  m.impl("kan_forward", kan_forward_cpu);
+  m.impl("kan_input_grad", kan_input_grad_cpu);
+  m.impl("kan_coeff_grad", kan_coeff_grad_cpu);
+}
+
+TORCH_LIBRARY_IMPL(kan_mlip, Meta, m)
+{
+  m.impl("kan_forward", kan_forward_meta);
+  m.impl("kan_input_grad", kan_input_grad_meta);
+  m.impl("kan_coeff_grad", kan_coeff_grad_meta);
+}
+
+TORCH_LIBRARY_IMPL(kan_mlip, Autograd, m)
+{
+  m.impl("kan_forward", kan_forward_autograd);
+  m.impl("kan_input_grad", kan_input_grad_autograd);
+  m.impl("kan_coeff_grad", kan_coeff_grad_autograd);
+}
+
+}    // namespace kan_mlip

@@ -1,0 +1,112 @@
+"""Fused C++ KAN ops (csrc/) against the pure-PyTorch reference: values, gradients, gradients of gradients."""
+
+import numpy as np
+import pytest
+import torch
+
+from kan_mlip.nn import KANLinear
+from kan_mlip.nn.ops import BASIS_KIND, fused_ops_available
+
+BASES = ["bspline", "gaussian", "fourier"]
+
+
+def test_ops_library_is_built_and_loaded():
+    assert fused_ops_available(), "libkan_mlip_ops.so missing: `make setup` builds it"
+    assert KANLinear(2, 1).fused  # the default when the library is there
+
+
+def pair(basis, in_f, out_f, dtype, seed=0, **kw):
+    torch.manual_seed(seed)
+    ref = KANLinear(in_f, out_f, basis=basis, fused=False, **kw).to(dtype)
+    fused = KANLinear(in_f, out_f, basis=basis, fused=True, **kw).to(dtype)
+    fused.load_state_dict(ref.state_dict())
+    return ref, fused
+
+
+def derivatives(layer, x):
+    """Output, force-like input gradient, and the second-order gradients force training needs."""
+    x = x.clone().requires_grad_(True)
+    y = layer(x)
+    (dx,) = torch.autograd.grad((y * y).sum(), x, create_graph=True)
+    second = torch.autograd.grad((dx * dx).sum() + y.sum(), [x, *layer.parameters()], allow_unused=True)
+    return [y, dx, *[torch.zeros(()) if g is None else g for g in second]]
+
+
+@pytest.mark.parametrize("basis", BASES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("n, in_f, out_f", [(0, 3, 2), (1, 1, 1), (7, 4, 3), (300, 16, 1), (130, 5, 17)])
+@pytest.mark.parametrize("scale", [0.8, 30.0])  # inside the grid / far outside
+def test_fused_equals_reference_to_second_order(basis, dtype, n, in_f, out_f, scale):
+    ref, fused = pair(basis, in_f, out_f, dtype, zero_at_origin=True)
+    x = torch.randn(n, in_f, dtype=dtype, generator=torch.Generator().manual_seed(n + in_f)) * scale
+    tol = dict(rtol=1e-9, atol=1e-9) if dtype == torch.float64 else dict(rtol=2e-4, atol=2e-4)
+    for a, b in zip(derivatives(ref, x), derivatives(fused, x)):
+        scale_ab = max(1.0, a.abs().max().item()) if a.numel() else 1.0
+        torch.testing.assert_close(b / scale_ab, a / scale_ab, **tol)
+
+
+@pytest.mark.parametrize("basis", BASES)
+def test_gradcheck_and_gradgradcheck_of_every_primitive(basis):
+    torch.manual_seed(1)
+    layer = KANLinear(3, 2, basis=basis, fused=True).double()
+    grid, aux = layer.basis.grid, layer.basis.aux
+    kind, order = BASIS_KIND[basis], layer.spline_order
+    K = layer.num_basis
+    x = (torch.randn(5, 3, dtype=torch.float64) * 1.5).requires_grad_(True)
+    c = torch.randn(2, 3, K, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(5, 2, dtype=torch.float64, requires_grad=True)
+    ops = torch.ops.kan_mlip
+    for d in (0, 1):
+        cases = [
+            (lambda x, c, w: ops.kan_forward(x, c, w, grid, aux, kind, order, d), (x, c, w)),
+            (lambda x, c: ops.kan_forward(x, c, None, grid, aux, kind, order, d), (x, c)),
+            (lambda x, c, g: ops.kan_input_grad(x, c, g, grid, aux, kind, order, d), (x, c, g)),
+            (lambda x, g, w: ops.kan_coeff_grad(x, g, w, grid, aux, kind, order, d), (x, g, w)),
+        ]
+        for fn, args in cases:
+            assert torch.autograd.gradcheck(fn, args)
+            assert torch.autograd.gradgradcheck(fn, args)
+
+
+def test_bspline_derivatives_beyond_the_degree_vanish_and_third_is_piecewise_constant():
+    layer = KANLinear(1, 1, basis="bspline", fused=True, spline_order=3).double()
+    grid, aux = layer.basis.grid, layer.basis.aux
+    x = torch.linspace(-0.9, 0.9, 50, dtype=torch.float64).reshape(-1, 1)
+    c = torch.randn(1, 1, layer.num_basis, dtype=torch.float64)
+    fourth = torch.ops.kan_mlip.kan_forward(x, c, None, grid, aux, 0, 3, 4)
+    assert fourth.abs().max() == 0
+    # third derivative by finite differences of the second, away from the knots
+    h = 1e-6
+    x0 = torch.tensor([[0.1], [-0.5]], dtype=torch.float64)
+    second = lambda x: torch.ops.kan_mlip.kan_forward(x, c, None, grid, aux, 0, 3, 2)
+    fd = (second(x0 + h) - second(x0 - h)) / (2 * h)
+    torch.testing.assert_close(torch.ops.kan_mlip.kan_forward(x0, c, None, grid, aux, 0, 3, 3), fd, rtol=1e-6, atol=1e-6)
+
+
+def test_force_matching_gradient_equals_reference_and_is_not_zero():
+    """The quantity force training differentiates: d/dc of a loss on dE/dx (needs the double backward)."""
+    grads = []
+    for fused in (False, True):
+        torch.manual_seed(2)
+        layer = KANLinear(4, 1, basis="bspline", fused=fused, zero_at_origin=True).double()
+        x = torch.randn(64, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+        (forces,) = torch.autograd.grad(layer(x).sum(), x, create_graph=True)
+        loss = (forces - 0.3).square().sum()
+        grads.append(torch.autograd.grad(loss, layer.spline_weight)[0])
+    assert grads[1].abs().max() > 1e-3
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-10, atol=1e-12)
+
+
+def test_bad_op_arguments_raise_not_crash():
+    ops = torch.ops.kan_mlip
+    x = torch.randn(4, 3, dtype=torch.float64)
+    grid = torch.randn(3, 8, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="coeff must be"):
+        ops.kan_forward(x, torch.randn(2, 3, 5, dtype=torch.float64), None, grid, torch.ones(3, 1, dtype=torch.float64), 1, 0, 0)
+    with pytest.raises(RuntimeError, match="basis kind"):
+        ops.kan_forward(x, torch.randn(2, 3, 8, dtype=torch.float64), None, grid, torch.zeros(0), 7, 0, 0)
+    with pytest.raises(RuntimeError, match="inverse widths"):
+        ops.kan_forward(x, torch.randn(2, 3, 8, dtype=torch.float64), None, grid, torch.zeros(0, dtype=torch.float64), 1, 0, 0)
+    with pytest.raises(RuntimeError, match="grid"):
+        ops.kan_forward(x, torch.randn(2, 3, 8, dtype=torch.float64), None, grid[:2], torch.zeros(0, dtype=torch.float64), 0, 3, 0)
