@@ -1,78 +1,220 @@
 // Univariate KAN bases and their derivatives of any order, evaluated for one scalar input.
 //
-//   bspline  : B-splines of degree `order` on the knots t[0..nk); K = nk - order - 1 functions.
-//              d-th derivative from the degree-(order-d) splines by the derivative recursion
-//              B'_{m,p} = p (B_{m,p-1} / (t_{m+p} - t_m) - B_{m+1,p-1} / (t_{m+p+1} - t_{m+1})).
+//   bspline  : B-splines of degree `order` on knots t[0..nk); K = nk - order - 1 functions. Only the
+//              order + 1 functions of the knot interval holding x are nonzero: they come from de Boor's
+//              triangular scheme (The NURBS Book, A2.2) at degree order - d, raised to the d-th
+//              derivative by B'_{j,p} = p (B_{j,p-1}/(t_{j+p}-t_j) - B_{j+1,p-1}/(t_{j+p+1}-t_{j+1})).
 //   gaussian : exp(-z^2), z = (x - c_k) s;  d^d/dx^d = (-s)^d H_d(z) exp(-z^2)  (Hermite H_d).
+//              Uniform centres: two exps per input, e_{k+1} = e_k q_k, q_{k+1} = q_k exp(-2 delta^2),
+//              started at the nearest centre so nothing overflows.
 //   fourier  : [cos(f x), sin(f x)] over frequencies f;  d-th derivative = f^d (cos|sin)(f x + d pi/2).
+//              Frequencies 1..K/2 (the default): two trig calls per input and angle addition.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 namespace kan_mlip {
 
 enum BasisKind : int64_t { BSPLINE = 0, GAUSSIAN = 1, FOURIER = 2 };
 
-template <typename T>
-inline T safe_inv(T d) { return d != T(0) ? T(1) / d : T(0); }    // 0/0 terms of Cox-de Boor are 0
+template <typename T> inline T safe_div(T a, T b) { return b != T(0) ? a / b : T(0); }    // 0/0 terms are 0
 
-// out[0..K) = d^deriv/dx^deriv phi_k(x); `work` holds at least nk values (bspline only).
-template <typename T>
-inline void eval_basis(int64_t kind, T x, const T *grid, int64_t grid_len, const T *aux, int64_t order,
-                       int64_t deriv, int64_t K, T *out, T *work)
-{
-  if (kind == BSPLINE) {
-    const T *t = grid;
-    const int64_t q = order - deriv;    // degree of the splines the derivative is built from
-    if (q < 0) {
-      for (int64_t k = 0; k < K; k++) out[k] = T(0);
-      return;
-    }
-    int64_t count = grid_len - 1;
-    for (int64_t m = 0; m < count; m++) work[m] = (t[m] <= x && x < t[m + 1]) ? T(1) : T(0);
-    for (int64_t p = 1; p <= q; p++) {
-      for (int64_t m = 0; m < count - 1; m++)
-        work[m] = (x - t[m]) * safe_inv(t[m + p] - t[m]) * work[m] +
-            (t[m + p + 1] - x) * safe_inv(t[m + p + 1] - t[m + 1]) * work[m + 1];
-      count--;
-    }
-    for (int64_t p = q + 1; p <= order; p++) {
-      for (int64_t m = 0; m < count - 1; m++)
-        work[m] = T(p) * (work[m] * safe_inv(t[m + p] - t[m]) - work[m + 1] * safe_inv(t[m + p + 1] - t[m + 1]));
-      count--;
-    }
-    for (int64_t k = 0; k < K; k++) out[k] = work[k];
-  } else if (kind == GAUSSIAN) {
-    const T s = aux[0];
-    T scale = T(1);
-    for (int64_t j = 0; j < deriv; j++) scale *= -s;
-    for (int64_t k = 0; k < K; k++) {
-      const T z = (x - grid[k]) * s;
-      T h_prev = T(1), h = T(1);    // H_0
-      if (deriv >= 1) h = T(2) * z;
-      for (int64_t n = 1; n < deriv; n++) {
-        const T h_next = T(2) * z * h - T(2 * n) * h_prev;
-        h_prev = h;
-        h = h_next;
+// Per-call view of a basis (grid buffers, derived constants); eval() is called per (n, i).
+template <typename T> struct Basis {
+  int64_t kind, order, deriv, K, in;
+  const T *grid;         // (in, grid_len) or (grid_len,) shared (fourier)
+  int64_t grid_stride, grid_len;
+  const T *aux;          // gaussian inverse widths (in, aux_stride)
+  int64_t aux_stride;
+  std::vector<T> padded;       // bspline: knots extended by `order` on both sides, (in, grid_len + 2 order)
+  std::vector<char> uniform;   // per input: uniform knots / centres (fast paths)
+  std::vector<T> step;         // per input: knot or centre spacing
+  bool fourier_harmonic = false;
+
+  Basis(int64_t kind_, int64_t order_, int64_t deriv_, int64_t K_, int64_t in_, const T *grid_, int64_t grid_stride_,
+        int64_t grid_len_, const T *aux_, int64_t aux_stride_)
+      : kind(kind_), order(order_), deriv(deriv_), K(K_), in(in_), grid(grid_), grid_stride(grid_stride_),
+        grid_len(grid_len_), aux(aux_), aux_stride(aux_stride_)
+  {
+    if (kind == BSPLINE) {
+      const int64_t P = grid_len + 2 * order;
+      padded.resize(in * P);
+      uniform.resize(in);
+      step.resize(in);
+      for (int64_t i = 0; i < in; i++) {
+        const T *t = grid + i * grid_stride;
+        T *p = padded.data() + i * P;
+        const T h0 = grid_len > 1 ? t[1] - t[0] : T(1), h1 = grid_len > 1 ? t[grid_len - 1] - t[grid_len - 2] : T(1);
+        // knots beyond the ends only shape functions outside the basis, which are discarded
+        for (int64_t j = 0; j < order; j++) p[j] = t[0] - T(order - j) * h0;
+        for (int64_t j = 0; j < grid_len; j++) p[order + j] = t[j];
+        for (int64_t j = 0; j < order; j++) p[order + grid_len + j] = t[grid_len - 1] + T(j + 1) * h1;
+        bool u = h0 > T(0);
+        for (int64_t j = 1; j + 1 < grid_len && u; j++)
+          u = std::abs((t[j + 1] - t[j]) - h0) <= T(1e-5) * h0;
+        uniform[i] = u;
+        step[i] = h0;
       }
-      out[k] = scale * h * std::exp(-z * z);
-    }
-  } else {    // FOURIER: grid holds the K/2 frequencies
-    const int64_t half = K / 2;
-    const int64_t phase = deriv % 4;
-    for (int64_t k = 0; k < half; k++) {
-      const T f = grid[k];
-      T fd = T(1);
-      for (int64_t j = 0; j < deriv; j++) fd *= f;
-      const T c = std::cos(f * x), s = std::sin(f * x);
-      // cos(a + d pi/2), sin(a + d pi/2)
-      const T cd[4] = {c, -s, -c, s};
-      const T sd[4] = {s, c, -s, -c};
-      out[k] = fd * cd[phase];
-      out[half + k] = fd * sd[phase];
+    } else if (kind == GAUSSIAN) {
+      uniform.resize(in);
+      step.resize(in);
+      for (int64_t i = 0; i < in; i++) {
+        const T *c = grid + i * grid_stride;
+        const T h = K > 1 ? c[1] - c[0] : T(1);
+        bool u = h > T(0);
+        for (int64_t k = 1; k + 1 < K && u; k++) u = std::abs((c[k + 1] - c[k]) - h) <= T(1e-5) * h;
+        uniform[i] = u;
+        step[i] = h;
+      }
+    } else {
+      fourier_harmonic = true;
+      for (int64_t k = 0; k < K / 2; k++) fourier_harmonic = fourier_harmonic && grid[k] == T(k + 1);
     }
   }
-}
+
+  // number of values eval() writes
+  int64_t count() const { return kind == BSPLINE ? (deriv > order ? 0 : order + 1) : K; }
+
+  // writes count() values for basis indices first, first + 1, ...; returns first (may be < 0 or
+  // run past K - 1 for bspline: the caller skips those). Returns K when every value is zero.
+  int64_t eval(int64_t i, T x, T *v) const
+  {
+    if (kind == BSPLINE) return eval_bspline(i, x, v);
+    if (kind == GAUSSIAN) {
+      eval_gaussian(i, x, v);
+      return 0;
+    }
+    eval_fourier(x, v);
+    return 0;
+  }
+
+  int64_t eval_bspline(int64_t i, T x, T *v) const
+  {
+    if (deriv > order) return K;
+    const T *t = grid + i * grid_stride;
+    if (!(x >= t[0] && x < t[grid_len - 1])) return K;    // outside every support (also NaN)
+    int64_t m;                                               // t[m] <= x < t[m+1]
+    if (uniform[i]) {
+      m = std::min<int64_t>(grid_len - 2, std::max<int64_t>(0, int64_t((x - t[0]) / step[i])));
+      while (m > 0 && x < t[m]) m--;
+      while (m < grid_len - 2 && x >= t[m + 1]) m++;
+    } else {
+      m = int64_t(std::upper_bound(t, t + grid_len, x) - t) - 1;
+    }
+    const T *p = padded.data() + i * (grid_len + 2 * order) + order;    // p[j] == t[j], valid for j in [-order, ...)
+    const int64_t q = order - deriv;
+    // de Boor: the q + 1 nonzero degree-q functions B_{m-q..m, q}
+    T left[16], right[16];
+    v[0] = T(1);
+    for (int64_t j = 1; j <= q; j++) {
+      left[j] = x - p[m + 1 - j];
+      right[j] = p[m + j] - x;
+      T saved = T(0);
+      for (int64_t r = 0; r < j; r++) {
+        const T temp = safe_div(v[r], right[r + 1] + left[j - r]);
+        v[r] = saved + right[r + 1] * temp;
+        saved = left[j - r] * temp;
+      }
+      v[j] = saved;
+    }
+    // raise to the derivative of the degree-order functions: entries j = m - p .. m
+    for (int64_t deg = q + 1; deg <= order; deg++) {
+      // v holds deg entries for j = m - (deg - 1) .. m; the new entry r is function j = m - deg + r
+      T next[17];
+      for (int64_t r = 0; r <= deg; r++) {
+        const int64_t j = m - deg + r;
+        const T a = r - 1 >= 0 ? v[r - 1] : T(0);    // B_{j, deg-1}
+        const T b = r < deg ? v[r] : T(0);           // B_{j+1, deg-1}
+        next[r] = T(deg) * (safe_div(a, p[j + deg] - p[j]) - safe_div(b, p[j + deg + 1] - p[j + 1]));
+      }
+      for (int64_t r = 0; r <= deg; r++) v[r] = next[r];
+    }
+    return m - order;
+  }
+
+  void eval_gaussian(int64_t i, T x, T *v) const
+  {
+    const T *c = grid + i * grid_stride;
+    const T s = aux[i * aux_stride];
+    const T h = step[i];
+    int64_t k0 = 0;
+    bool recurrence = uniform[i] && K > 1;
+    if (recurrence) {
+      k0 = std::min<int64_t>(K - 1, std::max<int64_t>(0, int64_t(std::floor((x - c[0]) / h + T(0.5)))));
+      const T z0 = (x - c[k0]) * s;
+      recurrence = std::abs(z0) < T(20);    // farther out every value underflows: direct path
+    }
+    if (recurrence) {
+      const T delta = h * s;
+      const T rho = std::exp(-T(2) * delta * delta);
+      const T z0 = (x - c[k0]) * s;
+      v[k0] = std::exp(-z0 * z0);
+      // upwards: e_{k+1} = e_k exp(2 z_k delta - delta^2), z_{k+1} = z_k - delta
+      T q = std::exp(T(2) * z0 * delta - delta * delta);
+      for (int64_t k = k0; k + 1 < K; k++) {
+        v[k + 1] = v[k] * q;
+        q *= rho;
+      }
+      // downwards: e_{k-1} = e_k exp(-2 z_k delta - delta^2)
+      q = std::exp(-T(2) * z0 * delta - delta * delta);
+      for (int64_t k = k0; k > 0; k--) {
+        v[k - 1] = v[k] * q;
+        q *= rho;
+      }
+    } else {
+      for (int64_t k = 0; k < K; k++) {
+        const T z = (x - c[k]) * s;
+        v[k] = std::exp(-z * z);
+      }
+    }
+    if (deriv > 0) {
+      T scale = T(1);
+      for (int64_t j = 0; j < deriv; j++) scale *= -s;
+      for (int64_t k = 0; k < K; k++) {
+        const T z = (x - c[k]) * s;
+        T h_prev = T(1), hd = T(2) * z;    // H_0, H_1
+        for (int64_t n = 1; n < deriv; n++) {
+          const T h_next = T(2) * z * hd - T(2 * n) * h_prev;
+          h_prev = hd;
+          hd = h_next;
+        }
+        v[k] *= scale * hd;
+      }
+    }
+  }
+
+  void eval_fourier(T x, T *v) const
+  {
+    const int64_t half = K / 2, phase = deriv % 4;
+    T c1 = T(0), s1 = T(0), ck = T(1), sk = T(0);
+    if (fourier_harmonic) {
+      c1 = std::cos(x);
+      s1 = std::sin(x);
+    }
+    for (int64_t k = 0; k < half; k++) {
+      const T f = grid[k];
+      T c, s;
+      if (fourier_harmonic) {    // cos((k+1)x), sin((k+1)x) by angle addition
+        const T cn = ck * c1 - sk * s1, sn = sk * c1 + ck * s1;
+        ck = cn;
+        sk = sn;
+        c = ck;
+        s = sk;
+      } else {
+        c = std::cos(f * x);
+        s = std::sin(f * x);
+      }
+      T fd = T(1);
+      for (int64_t j = 0; j < deriv; j++) fd *= f;
+      const T cd[4] = {c, -s, -c, s};    // cos(a + d pi/2)
+      const T sd[4] = {s, c, -s, -c};    // sin(a + d pi/2)
+      v[k] = fd * cd[phase];
+      v[half + k] = fd * sd[phase];
+    }
+  }
+};
 
 }    // namespace kan_mlip

@@ -7,8 +7,8 @@
 // Each one's derivatives are the others (with d or d + 1), so autograd through them is exact to any
 // order: forces (first derivative) and force training (second) never fall back to zeros.
 //
-// The (N, in, K) basis tensor is never materialised: rows are processed in tiles whose basis block
-// stays in cache, and each tile's contraction is a small GEMM.
+// The (N, in, K) basis tensor is never materialised: each (row, input) evaluates only its nonzero
+// basis functions (order + 1 for B-splines) and contracts them with the coefficients directly.
 
 #include "kan_basis.h"
 
@@ -23,7 +23,6 @@ namespace kan_mlip {
 namespace {
 
 using at::Tensor;
-constexpr int64_t TILE = 128;
 
 int64_t num_basis(int64_t kind, const Tensor &grid, int64_t order)
 {
@@ -48,27 +47,6 @@ void check_inputs(const Tensor &x, const Tensor &grid, const Tensor &aux, int64_
               " differs from x dtype ", x.scalar_type());
 }
 
-// Fill phi[r, i*K + k] = w[n,i] * phi^(d)_k(x[n,i]) for rows n in [n0, n0 + rows)
-template <typename T>
-void fill_tile(const T *x, const T *w, int64_t n0, int64_t rows, int64_t in, const T *grid, int64_t grid_stride,
-               int64_t grid_len, const T *aux, int64_t aux_stride, int64_t kind, int64_t order, int64_t deriv,
-               int64_t K, T *phi)
-{
-  std::vector<T> work(grid_len + 1);
-  for (int64_t r = 0; r < rows; r++) {
-    const int64_t n = n0 + r;
-    for (int64_t i = 0; i < in; i++) {
-      T *out = phi + (r * in + i) * K;
-      eval_basis<T>(kind, x[n * in + i], grid + i * grid_stride, grid_len, aux ? aux + i * aux_stride : nullptr, order,
-                    deriv, K, out, work.data());
-      if (w) {
-        const T wi = w[n * in + i];
-        for (int64_t k = 0; k < K; k++) out[k] *= wi;
-      }
-    }
-  }
-}
-
 struct Layout {
   int64_t N, in, K, grid_stride, grid_len, aux_stride;
 };
@@ -79,6 +57,19 @@ Layout layout(const Tensor &x, const Tensor &grid, const Tensor &aux, int64_t ki
           aux.numel() > 0 ? (aux.dim() == 2 ? aux.size(1) : 0) : 0};
 }
 
+template <typename T>
+Basis<T> make_basis(const Layout &L, const Tensor &grid, const Tensor &aux, int64_t kind, int64_t order, int64_t deriv)
+{
+  return Basis<T>(kind, order, deriv, L.K, L.in, grid.data_ptr<T>(), L.grid_stride, L.grid_len,
+                  aux.numel() ? aux.data_ptr<T>() : nullptr, L.aux_stride);
+}
+
+constexpr int64_t GRAIN = 64;    // rows per parallel task
+constexpr int64_t MAX_COUNT = 64;
+
+// c[o, i, k] -> cT[i, k, o]: the o-loops below run over contiguous memory
+Tensor transposed_coeff(const Tensor &coeff) { return coeff.permute({1, 2, 0}).contiguous(); }
+
 Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::optional<Tensor> &w_, const Tensor &grid_,
                        const Tensor &aux_, int64_t kind, int64_t order, int64_t deriv)
 {
@@ -87,22 +78,32 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
   const Layout L = layout(x, grid, aux, kind, order);
   TORCH_CHECK(coeff_.dim() == 3 && coeff_.size(1) == L.in && coeff_.size(2) == L.K,
               "kan_mlip::kan_forward: coeff must be (out, ", L.in, ", ", L.K, "), got ", coeff_.sizes());
+  TORCH_CHECK(L.K <= MAX_COUNT, "kan_mlip: at most ", MAX_COUNT, " basis functions per input, got ", L.K);
   const int64_t out = coeff_.size(0);
-  const Tensor coeff = coeff_.contiguous().view({out, L.in * L.K});
+  const Tensor cT = transposed_coeff(coeff_);
   const Tensor w = w_.has_value() && w_->defined() ? w_->contiguous() : Tensor();
-  Tensor y = at::empty({L.N, out}, x.options());
+  Tensor y = at::zeros({L.N, out}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kan_forward", [&] {
-    const scalar_t *aux_p = aux.numel() ? aux.data_ptr<scalar_t>() : nullptr;
+    const Basis<scalar_t> basis = make_basis<scalar_t>(L, grid, aux, kind, order, deriv);
+    const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = cT.data_ptr<scalar_t>();
     const scalar_t *w_p = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
-    const Tensor coeff_t = coeff.t();
-    at::parallel_for(0, (L.N + TILE - 1) / TILE, 1, [&](int64_t t0, int64_t t1) {
-      Tensor phi = at::empty({TILE, L.in * L.K}, x.options());
-      for (int64_t t = t0; t < t1; t++) {
-        const int64_t n0 = t * TILE, rows = std::min(TILE, L.N - n0);
-        fill_tile<scalar_t>(x.data_ptr<scalar_t>(), w_p, n0, rows, L.in, grid.data_ptr<scalar_t>(), L.grid_stride,
-                            L.grid_len, aux_p, L.aux_stride, kind, order, deriv, L.K, phi.data_ptr<scalar_t>());
-        Tensor y_rows = y.narrow(0, n0, rows);
-        at::mm_out(y_rows, phi.narrow(0, 0, rows), coeff_t);
+    scalar_t *y_p = y.data_ptr<scalar_t>();
+    const int64_t count = basis.count();
+    at::parallel_for(0, L.N, GRAIN, [&](int64_t n0, int64_t n1) {
+      scalar_t v[MAX_COUNT];
+      for (int64_t n = n0; n < n1; n++) {
+        scalar_t *yr = y_p + n * out;
+        for (int64_t i = 0; i < L.in; i++) {
+          const int64_t first = basis.eval(i, x_p[n * L.in + i], v);
+          const scalar_t wi = w_p ? w_p[n * L.in + i] : scalar_t(1);
+          for (int64_t j = 0; j < count; j++) {
+            const int64_t k = first + j;
+            if (k < 0 || k >= L.K) continue;
+            const scalar_t a = v[j] * wi;
+            const scalar_t *cr = c_p + (i * L.K + k) * out;
+            for (int64_t o = 0; o < out; o++) yr[o] += a * cr[o];
+          }
+        }
       }
     });
   });
@@ -117,31 +118,35 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
   const Layout L = layout(x, grid, aux, kind, order);
   TORCH_CHECK(coeff_.dim() == 3 && coeff_.size(1) == L.in && coeff_.size(2) == L.K,
               "kan_mlip::kan_input_grad: coeff must be (out, ", L.in, ", ", L.K, "), got ", coeff_.sizes());
+  TORCH_CHECK(L.K <= MAX_COUNT, "kan_mlip: at most ", MAX_COUNT, " basis functions per input, got ", L.K);
   const int64_t out = coeff_.size(0);
   TORCH_CHECK(g_.dim() == 2 && g_.size(0) == L.N && g_.size(1) == out, "kan_mlip::kan_input_grad: grad_out must be (",
               L.N, ", ", out, "), got ", g_.sizes());
-  const Tensor coeff = coeff_.contiguous().view({out, L.in * L.K});
+  const Tensor cT = transposed_coeff(coeff_);
   const Tensor g = g_.contiguous();
   Tensor z = at::empty({L.N, L.in}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kan_input_grad", [&] {
-    const scalar_t *aux_p = aux.numel() ? aux.data_ptr<scalar_t>() : nullptr;
-    at::parallel_for(0, (L.N + TILE - 1) / TILE, 1, [&](int64_t t0, int64_t t1) {
-      Tensor phi = at::empty({TILE, L.in * L.K}, x.options());
-      for (int64_t t = t0; t < t1; t++) {
-        const int64_t n0 = t * TILE, rows = std::min(TILE, L.N - n0);
-        fill_tile<scalar_t>(x.data_ptr<scalar_t>(), nullptr, n0, rows, L.in, grid.data_ptr<scalar_t>(), L.grid_stride,
-                            L.grid_len, aux_p, L.aux_stride, kind, order, deriv, L.K, phi.data_ptr<scalar_t>());
-        // m[r, i*K + k] = sum_o g[n, o] c[o, i, k]
-        const Tensor m = at::mm(g.narrow(0, n0, rows), coeff).contiguous();
-        const scalar_t *m_p = m.data_ptr<scalar_t>(), *phi_p = phi.data_ptr<scalar_t>();
-        scalar_t *z_p = z.data_ptr<scalar_t>() + n0 * L.in;
-        for (int64_t r = 0; r < rows; r++)
-          for (int64_t i = 0; i < L.in; i++) {
-            scalar_t acc = 0;
-            const int64_t base = (r * L.in + i) * L.K;
-            for (int64_t k = 0; k < L.K; k++) acc += m_p[base + k] * phi_p[base + k];
-            z_p[r * L.in + i] = acc;
+    const Basis<scalar_t> basis = make_basis<scalar_t>(L, grid, aux, kind, order, deriv);
+    const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = cT.data_ptr<scalar_t>(), *g_p = g.data_ptr<scalar_t>();
+    scalar_t *z_p = z.data_ptr<scalar_t>();
+    const int64_t count = basis.count();
+    at::parallel_for(0, L.N, GRAIN, [&](int64_t n0, int64_t n1) {
+      scalar_t v[MAX_COUNT];
+      for (int64_t n = n0; n < n1; n++) {
+        const scalar_t *gr = g_p + n * out;
+        for (int64_t i = 0; i < L.in; i++) {
+          const int64_t first = basis.eval(i, x_p[n * L.in + i], v);
+          scalar_t acc = 0;
+          for (int64_t j = 0; j < count; j++) {
+            const int64_t k = first + j;
+            if (k < 0 || k >= L.K) continue;
+            const scalar_t *cr = c_p + (i * L.K + k) * out;
+            scalar_t dot = 0;
+            for (int64_t o = 0; o < out; o++) dot += gr[o] * cr[o];
+            acc += v[j] * dot;
           }
+          z_p[n * L.in + i] = acc;
+        }
       }
     });
   });
@@ -156,31 +161,42 @@ Tensor kan_coeff_grad_cpu(const Tensor &x_, const Tensor &g_, const c10::optiona
   const Layout L = layout(x, grid, aux, kind, order);
   TORCH_CHECK(g_.dim() == 2 && g_.size(0) == L.N, "kan_mlip::kan_coeff_grad: grad_out must be (", L.N,
               ", out), got ", g_.sizes());
+  TORCH_CHECK(L.K <= MAX_COUNT, "kan_mlip: at most ", MAX_COUNT, " basis functions per input, got ", L.K);
   const int64_t out = g_.size(1);
   const Tensor g = g_.contiguous();
   const Tensor w = w_.has_value() && w_->defined() ? w_->contiguous() : Tensor();
-  const int64_t ntiles = (L.N + TILE - 1) / TILE;
-  // one partial sum per thread, reduced at the end
+  // one (in, K, out) partial sum per thread, reduced at the end
   std::vector<Tensor> partial(at::get_num_threads());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kan_coeff_grad", [&] {
-    const scalar_t *aux_p = aux.numel() ? aux.data_ptr<scalar_t>() : nullptr;
+    const Basis<scalar_t> basis = make_basis<scalar_t>(L, grid, aux, kind, order, deriv);
+    const scalar_t *x_p = x.data_ptr<scalar_t>(), *g_p = g.data_ptr<scalar_t>();
     const scalar_t *w_p = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
-    at::parallel_for(0, ntiles, 1, [&](int64_t t0, int64_t t1) {
+    const int64_t count = basis.count();
+    at::parallel_for(0, L.N, GRAIN, [&](int64_t n0, int64_t n1) {
       Tensor &acc = partial[at::get_thread_num()];
-      if (!acc.defined()) acc = at::zeros({out, L.in * L.K}, x.options());
-      Tensor phi = at::empty({TILE, L.in * L.K}, x.options());
-      for (int64_t t = t0; t < t1; t++) {
-        const int64_t n0 = t * TILE, rows = std::min(TILE, L.N - n0);
-        fill_tile<scalar_t>(x.data_ptr<scalar_t>(), w_p, n0, rows, L.in, grid.data_ptr<scalar_t>(), L.grid_stride,
-                            L.grid_len, aux_p, L.aux_stride, kind, order, deriv, L.K, phi.data_ptr<scalar_t>());
-        acc.addmm_(g.narrow(0, n0, rows).t(), phi.narrow(0, 0, rows));
+      if (!acc.defined()) acc = at::zeros({L.in, L.K, out}, x.options());
+      scalar_t *a_p = acc.data_ptr<scalar_t>();
+      scalar_t v[MAX_COUNT];
+      for (int64_t n = n0; n < n1; n++) {
+        const scalar_t *gr = g_p + n * out;
+        for (int64_t i = 0; i < L.in; i++) {
+          const int64_t first = basis.eval(i, x_p[n * L.in + i], v);
+          const scalar_t wi = w_p ? w_p[n * L.in + i] : scalar_t(1);
+          for (int64_t j = 0; j < count; j++) {
+            const int64_t k = first + j;
+            if (k < 0 || k >= L.K) continue;
+            const scalar_t a = v[j] * wi;
+            scalar_t *ar = a_p + (i * L.K + k) * out;
+            for (int64_t o = 0; o < out; o++) ar[o] += a * gr[o];
+          }
+        }
       }
     });
   });
-  Tensor total = at::zeros({out, L.in * L.K}, x.options());
+  Tensor total = at::zeros({L.in, L.K, out}, x.options());
   for (const Tensor &p : partial)
     if (p.defined()) total.add_(p);
-  return total.view({out, L.in, L.K});
+  return total.permute({2, 0, 1}).contiguous();
 }
 
 // ---- shapes only (torch.export / fake tensors): symbolic sizes, so N stays dynamic ----
@@ -251,9 +267,10 @@ struct ForwardFn : public torch::autograd::Function<ForwardFn> {
                   d = ctx->saved_data["deriv"].toInt();
     const Tensor gy = grads[0].contiguous();
     const c10::optional<Tensor> wo = w.defined() ? c10::optional<Tensor>(w) : c10::nullopt;
-    Tensor dx = times(call_input_grad(x, c, gy, grid, aux, kind, order, d + 1), w);
-    Tensor dc = call_coeff_grad(x, gy, wo, grid, aux, kind, order, d);
-    Tensor dw = w.defined() ? call_input_grad(x, c, gy, grid, aux, kind, order, d) : Tensor();
+    Tensor dx, dc, dw;    // only what autograd asks for: forces need dx alone
+    if (ctx->needs_input_grad(0)) dx = times(call_input_grad(x, c, gy, grid, aux, kind, order, d + 1), w);
+    if (ctx->needs_input_grad(1)) dc = call_coeff_grad(x, gy, wo, grid, aux, kind, order, d);
+    if (w.defined() && ctx->needs_input_grad(2)) dw = call_input_grad(x, c, gy, grid, aux, kind, order, d);
     return {dx, dc, dw, Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
@@ -275,9 +292,10 @@ struct InputGradFn : public torch::autograd::Function<InputGradFn> {
     const int64_t kind = ctx->saved_data["kind"].toInt(), order = ctx->saved_data["order"].toInt(),
                   d = ctx->saved_data["deriv"].toInt();
     const Tensor u = grads[0].contiguous();
-    Tensor dx = u * call_input_grad(x, c, g, grid, aux, kind, order, d + 1);
-    Tensor dc = call_coeff_grad(x, g, u, grid, aux, kind, order, d);
-    Tensor dg = call_forward(x, c, u, grid, aux, kind, order, d);
+    Tensor dx, dc, dg;
+    if (ctx->needs_input_grad(0)) dx = u * call_input_grad(x, c, g, grid, aux, kind, order, d + 1);
+    if (ctx->needs_input_grad(1)) dc = call_coeff_grad(x, g, u, grid, aux, kind, order, d);
+    if (ctx->needs_input_grad(2)) dg = call_forward(x, c, u, grid, aux, kind, order, d);
     return {dx, dc, dg, Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
@@ -301,9 +319,10 @@ struct CoeffGradFn : public torch::autograd::Function<CoeffGradFn> {
                   d = ctx->saved_data["deriv"].toInt();
     const Tensor U = grads[0].contiguous();
     const c10::optional<Tensor> wo = w.defined() ? c10::optional<Tensor>(w) : c10::nullopt;
-    Tensor dx = times(call_input_grad(x, U, g, grid, aux, kind, order, d + 1), w);
-    Tensor dg = call_forward(x, U, wo, grid, aux, kind, order, d);
-    Tensor dw = w.defined() ? call_input_grad(x, U, g, grid, aux, kind, order, d) : Tensor();
+    Tensor dx, dg, dw;
+    if (ctx->needs_input_grad(0)) dx = times(call_input_grad(x, U, g, grid, aux, kind, order, d + 1), w);
+    if (ctx->needs_input_grad(1)) dg = call_forward(x, U, wo, grid, aux, kind, order, d);
+    if (w.defined() && ctx->needs_input_grad(2)) dw = call_input_grad(x, U, g, grid, aux, kind, order, d);
     return {dx, dg, dw, Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
