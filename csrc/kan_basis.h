@@ -53,8 +53,7 @@ template <typename T> struct Basis {
         for (int64_t j = 0; j < grid_len; j++) p[order + j] = t[j];
         for (int64_t j = 0; j < order; j++) p[order + grid_len + j] = t[grid_len - 1] + T(j + 1) * h1;
         bool u = h0 > T(0);
-        for (int64_t j = 1; j + 1 < grid_len && u; j++)
-          u = std::abs((t[j + 1] - t[j]) - h0) <= T(1e-5) * h0;
+        for (int64_t j = 1; j + 1 < grid_len && u; j++) u = std::abs((t[j + 1] - t[j]) - h0) <= uniform_tol() * h0;
         uniform[i] = u;
         step[i] = h0;
       }
@@ -65,7 +64,7 @@ template <typename T> struct Basis {
         const T *c = grid + i * grid_stride;
         const T h = K > 1 ? c[1] - c[0] : T(1);
         bool u = h > T(0);
-        for (int64_t k = 1; k + 1 < K && u; k++) u = std::abs((c[k + 1] - c[k]) - h) <= T(1e-5) * h;
+        for (int64_t k = 1; k + 1 < K && u; k++) u = std::abs((c[k + 1] - c[k]) - h) <= uniform_tol() * h;
         uniform[i] = u;
         step[i] = h;
       }
@@ -74,6 +73,9 @@ template <typename T> struct Basis {
       for (int64_t k = 0; k < K / 2; k++) fourier_harmonic = fourier_harmonic && grid[k] == T(k + 1);
     }
   }
+
+  // spacings equal to this relative tolerance count as uniform (rounding of arange / linspace)
+  static T uniform_tol() { return sizeof(T) == 8 ? T(1e-10) : T(1e-5); }
 
   // number of values eval() writes
   int64_t count() const { return kind == BSPLINE ? (deriv > order ? 0 : order + 1) : K; }
@@ -182,6 +184,200 @@ template <typename T> struct Basis {
           hd = h_next;
         }
         v[k] *= scale * hd;
+      }
+    }
+  }
+
+  // ---- block evaluation: rows [0, rows) of xT (input-major: xT[i * rows + r]) for every input ----
+  // V[(i * C + j) * rows + r] = value j of (r, i), first[i * rows + r] its first basis index (K: all
+  // zero); C = count(). Uniform grids take vectorisable paths; anything else falls back per element.
+  // `exp_fn(in, out, n)` / `sincos_fn(in, cos_out, sin_out, n)` evaluate transcendental functions
+  // over whole arrays (ATen's vectorised kernels).
+  template <typename ExpFn, typename SinCosFn>
+  void eval_block(const T *xT, int64_t rows, T *V, int64_t *first, T *s1, T *s2, T *s3, T *s4, ExpFn exp_fn,
+                  SinCosFn sincos_fn) const
+  {
+    const int64_t C = count();
+    if (C == 0) {
+      for (int64_t e = 0; e < in * rows; e++) first[e] = K;
+      return;
+    }
+    if (kind == BSPLINE) {
+      for (int64_t i = 0; i < in; i++) {
+        const T *x = xT + i * rows;
+        int64_t *f = first + i * rows;
+        T *Vi = V + i * C * rows;
+        if (!uniform[i]) {
+          T v[64];
+          for (int64_t r = 0; r < rows; r++) {
+            f[r] = eval_bspline(i, x[r], v);
+            for (int64_t j = 0; j < C; j++) Vi[j * rows + r] = v[j];
+          }
+          continue;
+        }
+        const T *t = grid + i * grid_stride;
+        const T t0 = t[0], tl = t[grid_len - 1], inv_h = T(1) / step[i];
+        T *u = s1;
+        for (int64_t r = 0; r < rows; r++) {
+          const T xr = x[r];
+          const bool inside = xr >= t0 && xr < tl;
+          const T pos = inside ? (xr - t0) * inv_h : T(0);
+          int64_t m = std::min<int64_t>(grid_len - 2, int64_t(pos));
+          f[r] = inside ? m - order : K;
+          u[r] = pos - T(m);
+        }
+        // de Boor on uniform knots: left_j = h (u + j - 1), right_j = h (j - u), denominators j h
+        for (int64_t r = 0; r < rows; r++) Vi[r] = T(1);
+        const int64_t q = order - deriv;
+        for (int64_t j = 1; j <= q; j++) {
+          const T inv_j = T(1) / T(j);
+          T *saved = s2;
+          for (int64_t r = 0; r < rows; r++) saved[r] = T(0);
+          for (int64_t rr = 0; rr < j; rr++) {
+            T *N = Vi + rr * rows;
+            for (int64_t r = 0; r < rows; r++) {
+              const T temp = N[r] * inv_j;
+              N[r] = saved[r] + (T(rr + 1) - u[r]) * temp;
+              saved[r] = (u[r] + T(j - rr - 1)) * temp;
+            }
+          }
+          T *Nj = Vi + j * rows;
+          for (int64_t r = 0; r < rows; r++) Nj[r] = saved[r];
+        }
+        // derivative: D_{deg} = (B_{j, deg-1} - B_{j+1, deg-1}) / h, new entry rr uses old rr-1 and rr
+        for (int64_t deg = q + 1; deg <= order; deg++) {
+          for (int64_t rr = deg; rr >= 0; rr--) {
+            T *out = Vi + rr * rows;
+            const T *a = rr - 1 >= 0 ? Vi + (rr - 1) * rows : nullptr;
+            const T *b = rr < deg ? Vi + rr * rows : nullptr;
+            for (int64_t r = 0; r < rows; r++) out[r] = ((a ? a[r] : T(0)) - (b ? b[r] : T(0))) * inv_h;
+          }
+        }
+        for (int64_t r = 0; r < rows; r++)    // outside every support: exact zeros
+          if (f[r] == K)
+            for (int64_t j = 0; j < C; j++) Vi[j * rows + r] = T(0);
+      }
+      return;
+    }
+    for (int64_t e = 0; e < in * rows; e++) first[e] = 0;
+    if (kind == GAUSSIAN) {
+      // per element: nearest centre k0 and z0; then E = exp(-z0^2), Qu = exp(2 z0 d - d^2), Qd = exp(-2 z0 d - d^2)
+      T *z0 = s1, *E = s2, *Qu = s3, *Qd = s4;
+      std::vector<int64_t> k0(in * rows);
+      bool all_fast = true;
+      for (int64_t i = 0; i < in && all_fast; i++) all_fast = uniform[i] && K > 1;
+      if (!all_fast) {
+        T v[64];
+        for (int64_t i = 0; i < in; i++)
+          for (int64_t r = 0; r < rows; r++) {
+            eval_gaussian(i, xT[i * rows + r], v);
+            for (int64_t k = 0; k < K; k++) V[(i * C + k) * rows + r] = v[k];
+          }
+        return;
+      }
+      for (int64_t i = 0; i < in; i++) {
+        const T *c = grid + i * grid_stride;
+        const T s = aux[i * aux_stride], h = step[i], d = h * s;
+        for (int64_t r = 0; r < rows; r++) {
+          const int64_t e = i * rows + r;
+          const T x = xT[e];
+          const T kf = std::floor((x - c[0]) / h + T(0.5));
+          const int64_t kk = kf < T(0) ? 0 : (kf > T(K - 1) ? K - 1 : int64_t(kf));
+          k0[e] = kk;
+          const T z = (x - c[kk]) * s;
+          z0[e] = std::abs(z) < T(20) ? z : T(0);    // far out: computed directly below
+          E[e] = -z0[e] * z0[e];
+          Qu[e] = T(2) * z0[e] * d - d * d;
+          Qd[e] = -T(2) * z0[e] * d - d * d;
+        }
+      }
+      exp_fn(E, E, in * rows);
+      exp_fn(Qu, Qu, in * rows);
+      exp_fn(Qd, Qd, in * rows);
+      for (int64_t i = 0; i < in; i++) {
+        const T *c = grid + i * grid_stride;
+        const T s = aux[i * aux_stride], d = step[i] * s, rho = std::exp(-T(2) * d * d);
+        for (int64_t r = 0; r < rows; r++) {
+          const int64_t e = i * rows + r;
+          const T x = xT[e];
+          const int64_t kk = k0[e];
+          if (std::abs((x - c[kk]) * s) >= T(20)) {    // every value underflows: direct
+            for (int64_t k = 0; k < K; k++) {
+              const T z = (x - c[k]) * s;
+              V[(i * C + k) * rows + r] = std::exp(-z * z);
+            }
+            continue;
+          }
+          V[(i * C + kk) * rows + r] = E[e];
+          T q = Qu[e], v = E[e];
+          for (int64_t k = kk; k + 1 < K; k++) {
+            v *= q;
+            q *= rho;
+            V[(i * C + k + 1) * rows + r] = v;
+          }
+          q = Qd[e];
+          v = E[e];
+          for (int64_t k = kk; k > 0; k--) {
+            v *= q;
+            q *= rho;
+            V[(i * C + k - 1) * rows + r] = v;
+          }
+        }
+        if (deriv > 0) {
+          T scale = T(1);
+          for (int64_t j = 0; j < deriv; j++) scale *= -s;
+          for (int64_t k = 0; k < K; k++) {
+            T *Vk = V + (i * C + k) * rows;
+            const T ck = c[k];
+            for (int64_t r = 0; r < rows; r++) {
+              const T z = (xT[i * rows + r] - ck) * s;
+              T h_prev = T(1), hd = T(2) * z;
+              for (int64_t n = 1; n < deriv; n++) {
+                const T h_next = T(2) * z * hd - T(2 * n) * h_prev;
+                h_prev = hd;
+                hd = h_next;
+              }
+              Vk[r] *= scale * hd;
+            }
+          }
+        }
+      }
+      return;
+    }
+    // FOURIER
+    if (!fourier_harmonic) {
+      T v[64];
+      for (int64_t i = 0; i < in; i++)
+        for (int64_t r = 0; r < rows; r++) {
+          eval_fourier(xT[i * rows + r], v);
+          for (int64_t k = 0; k < K; k++) V[(i * C + k) * rows + r] = v[k];
+        }
+      return;
+    }
+    T *c1 = s1, *sn1 = s2;
+    sincos_fn(xT, c1, sn1, in * rows);
+    const int64_t half = K / 2, phase = deriv % 4;
+    for (int64_t i = 0; i < in; i++) {
+      T *ck = s3, *sk = s4;
+      for (int64_t r = 0; r < rows; r++) {
+        ck[r] = T(1);
+        sk[r] = T(0);
+      }
+      for (int64_t k = 0; k < half; k++) {
+        const T f = T(k + 1);
+        T fd = T(1);
+        for (int64_t j = 0; j < deriv; j++) fd *= f;
+        T *Vc = V + (i * C + k) * rows, *Vs = V + (i * C + half + k) * rows;
+        const T *a = c1 + i * rows, *b = sn1 + i * rows;
+        for (int64_t r = 0; r < rows; r++) {
+          const T cn = ck[r] * a[r] - sk[r] * b[r], sn = sk[r] * a[r] + ck[r] * b[r];
+          ck[r] = cn;
+          sk[r] = sn;
+          const T cd = phase == 0 ? cn : (phase == 1 ? -sn : (phase == 2 ? -cn : sn));
+          const T sd = phase == 0 ? sn : (phase == 1 ? cn : (phase == 2 ? -sn : -cn));
+          Vc[r] = fd * cd;
+          Vs[r] = fd * sd;
+        }
       }
     }
   }

@@ -64,11 +64,53 @@ Basis<T> make_basis(const Layout &L, const Tensor &grid, const Tensor &aux, int6
                   aux.numel() ? aux.data_ptr<T>() : nullptr, L.aux_stride);
 }
 
-constexpr int64_t GRAIN = 64;    // rows per parallel task
+constexpr int64_t ROWS = 128;    // rows per block (and per parallel task)
 constexpr int64_t MAX_COUNT = 64;
 
-// c[o, i, k] -> cT[i, k, o]: the o-loops below run over contiguous memory
-Tensor transposed_coeff(const Tensor &coeff) { return coeff.permute({1, 2, 0}).contiguous(); }
+// c[o, i, k] -> cP[i, C + k, o]: o contiguous, and C zero rows on both sides of k so that every
+// first + j a block reports (first in [-order, K]) indexes memory without a bounds check
+Tensor padded_coeff(const Tensor &coeff, int64_t C)
+{
+  const int64_t out = coeff.size(0), in = coeff.size(1), K = coeff.size(2);
+  Tensor p = at::zeros({in, K + 2 * C + 1, out}, coeff.options());
+  p.narrow(1, C, K).copy_(coeff.permute({1, 2, 0}));
+  return p;
+}
+
+// Per-task scratch and block evaluation of the basis for rows [n0, n0 + rows)
+template <typename T> struct Block {
+  const Basis<T> &basis;
+  int64_t in, C;
+  std::vector<T> xT, V, s1, s2, s3, s4;
+  std::vector<int64_t> first;
+  at::TensorOptions opts;
+
+  Block(const Basis<T> &b, int64_t in_, at::TensorOptions o)
+      : basis(b), in(in_), C(b.count()), xT(in_ * ROWS), V(std::max<int64_t>(1, in_ * b.count() * ROWS)),
+        s1(in_ * ROWS), s2(in_ * ROWS), s3(in_ * ROWS), s4(in_ * ROWS), first(in_ * ROWS), opts(o)
+  {
+  }
+
+  void evaluate(const T *x, int64_t n0, int64_t rows)
+  {
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t i = 0; i < in; i++) xT[i * rows + r] = x[(n0 + r) * in + i];
+    auto wrap = [&](T *p, int64_t n) { return at::from_blob(p, {n}, opts); };
+    auto exp_fn = [&](T *src, T *dst, int64_t n) {
+      at::Tensor out = wrap(dst, n);
+      at::exp_out(out, wrap(src, n));    // ATen's vectorised exp
+    };
+    auto sincos_fn = [&](const T *src, T *c, T *s, int64_t n) {
+      const at::Tensor a = wrap(const_cast<T *>(src), n);
+      at::Tensor co = wrap(c, n), so = wrap(s, n);
+      at::cos_out(co, a);
+      at::sin_out(so, a);
+    };
+    basis.eval_block(xT.data(), rows, V.data(), first.data(), s1.data(), s2.data(), s3.data(), s4.data(), exp_fn,
+                     sincos_fn);
+  }
+  T value(int64_t i, int64_t j, int64_t r, int64_t rows) const { return V[(i * C + j) * rows + r]; }
+};
 
 Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::optional<Tensor> &w_, const Tensor &grid_,
                        const Tensor &aux_, int64_t kind, int64_t order, int64_t deriv)
@@ -80,28 +122,39 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
               "kan_mlip::kan_forward: coeff must be (out, ", L.in, ", ", L.K, "), got ", coeff_.sizes());
   TORCH_CHECK(L.K <= MAX_COUNT, "kan_mlip: at most ", MAX_COUNT, " basis functions per input, got ", L.K);
   const int64_t out = coeff_.size(0);
-  const Tensor cT = transposed_coeff(coeff_);
   const Tensor w = w_.has_value() && w_->defined() ? w_->contiguous() : Tensor();
   Tensor y = at::zeros({L.N, out}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kan_forward", [&] {
     const Basis<scalar_t> basis = make_basis<scalar_t>(L, grid, aux, kind, order, deriv);
-    const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = cT.data_ptr<scalar_t>();
+    const int64_t C = basis.count(), KP = L.K + 2 * C + 1;
+    const Tensor cP = padded_coeff(coeff_, C);
+    const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = cP.data_ptr<scalar_t>();
     const scalar_t *w_p = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
     scalar_t *y_p = y.data_ptr<scalar_t>();
-    const int64_t count = basis.count();
-    at::parallel_for(0, L.N, GRAIN, [&](int64_t n0, int64_t n1) {
-      scalar_t v[MAX_COUNT];
-      for (int64_t n = n0; n < n1; n++) {
-        scalar_t *yr = y_p + n * out;
+    at::parallel_for(0, (L.N + ROWS - 1) / ROWS, 1, [&](int64_t b0, int64_t b1) {
+      Block<scalar_t> blk(basis, L.in, x.options());
+      for (int64_t b = b0; b < b1; b++) {
+        const int64_t n0 = b * ROWS, rows = std::min(ROWS, L.N - n0);
+        blk.evaluate(x_p, n0, rows);
+        scalar_t *yb = y_p + n0 * out;
         for (int64_t i = 0; i < L.in; i++) {
-          const int64_t first = basis.eval(i, x_p[n * L.in + i], v);
-          const scalar_t wi = w_p ? w_p[n * L.in + i] : scalar_t(1);
-          for (int64_t j = 0; j < count; j++) {
-            const int64_t k = first + j;
-            if (k < 0 || k >= L.K) continue;
-            const scalar_t a = v[j] * wi;
-            const scalar_t *cr = c_p + (i * L.K + k) * out;
-            for (int64_t o = 0; o < out; o++) yr[o] += a * cr[o];
+          const int64_t *first = blk.first.data() + i * rows;
+          const scalar_t *ci = c_p + (i * KP + C) * out;
+          for (int64_t j = 0; j < C; j++) {
+            const scalar_t *V = blk.V.data() + (i * C + j) * rows;
+            if (out == 1) {
+              for (int64_t r = 0; r < rows; r++) {
+                const scalar_t a = w_p ? V[r] * w_p[(n0 + r) * L.in + i] : V[r];
+                yb[r] += a * ci[first[r] + j];
+              }
+            } else {
+              for (int64_t r = 0; r < rows; r++) {
+                const scalar_t a = w_p ? V[r] * w_p[(n0 + r) * L.in + i] : V[r];
+                const scalar_t *cr = ci + (first[r] + j) * out;
+                scalar_t *yr = yb + r * out;
+                for (int64_t o = 0; o < out; o++) yr[o] += a * cr[o];
+              }
+            }
           }
         }
       }
@@ -122,31 +175,42 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
   const int64_t out = coeff_.size(0);
   TORCH_CHECK(g_.dim() == 2 && g_.size(0) == L.N && g_.size(1) == out, "kan_mlip::kan_input_grad: grad_out must be (",
               L.N, ", ", out, "), got ", g_.sizes());
-  const Tensor cT = transposed_coeff(coeff_);
   const Tensor g = g_.contiguous();
   Tensor z = at::empty({L.N, L.in}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kan_input_grad", [&] {
     const Basis<scalar_t> basis = make_basis<scalar_t>(L, grid, aux, kind, order, deriv);
-    const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = cT.data_ptr<scalar_t>(), *g_p = g.data_ptr<scalar_t>();
+    const int64_t C = basis.count(), KP = L.K + 2 * C + 1;
+    const Tensor cP = padded_coeff(coeff_, C);
+    const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = cP.data_ptr<scalar_t>(), *g_p = g.data_ptr<scalar_t>();
     scalar_t *z_p = z.data_ptr<scalar_t>();
-    const int64_t count = basis.count();
-    at::parallel_for(0, L.N, GRAIN, [&](int64_t n0, int64_t n1) {
-      scalar_t v[MAX_COUNT];
-      for (int64_t n = n0; n < n1; n++) {
-        const scalar_t *gr = g_p + n * out;
+    at::parallel_for(0, (L.N + ROWS - 1) / ROWS, 1, [&](int64_t b0, int64_t b1) {
+      Block<scalar_t> blk(basis, L.in, x.options());
+      std::vector<scalar_t> zT(L.in * ROWS);
+      for (int64_t b = b0; b < b1; b++) {
+        const int64_t n0 = b * ROWS, rows = std::min(ROWS, L.N - n0);
+        blk.evaluate(x_p, n0, rows);
+        const scalar_t *gb = g_p + n0 * out;
         for (int64_t i = 0; i < L.in; i++) {
-          const int64_t first = basis.eval(i, x_p[n * L.in + i], v);
-          scalar_t acc = 0;
-          for (int64_t j = 0; j < count; j++) {
-            const int64_t k = first + j;
-            if (k < 0 || k >= L.K) continue;
-            const scalar_t *cr = c_p + (i * L.K + k) * out;
-            scalar_t dot = 0;
-            for (int64_t o = 0; o < out; o++) dot += gr[o] * cr[o];
-            acc += v[j] * dot;
+          const int64_t *first = blk.first.data() + i * rows;
+          const scalar_t *ci = c_p + (i * KP + C) * out;
+          scalar_t *zi = zT.data() + i * rows;
+          for (int64_t r = 0; r < rows; r++) zi[r] = 0;
+          for (int64_t j = 0; j < C; j++) {
+            const scalar_t *V = blk.V.data() + (i * C + j) * rows;
+            if (out == 1) {
+              for (int64_t r = 0; r < rows; r++) zi[r] += V[r] * gb[r] * ci[first[r] + j];
+            } else {
+              for (int64_t r = 0; r < rows; r++) {
+                const scalar_t *cr = ci + (first[r] + j) * out, *gr = gb + r * out;
+                scalar_t dot = 0;
+                for (int64_t o = 0; o < out; o++) dot += gr[o] * cr[o];
+                zi[r] += V[r] * dot;
+              }
+            }
           }
-          z_p[n * L.in + i] = acc;
         }
+        for (int64_t r = 0; r < rows; r++)
+          for (int64_t i = 0; i < L.in; i++) z_p[(n0 + r) * L.in + i] = zT[i * rows + r];
       }
     });
   });
@@ -165,38 +229,43 @@ Tensor kan_coeff_grad_cpu(const Tensor &x_, const Tensor &g_, const c10::optiona
   const int64_t out = g_.size(1);
   const Tensor g = g_.contiguous();
   const Tensor w = w_.has_value() && w_->defined() ? w_->contiguous() : Tensor();
-  // one (in, K, out) partial sum per thread, reduced at the end
-  std::vector<Tensor> partial(at::get_num_threads());
+  std::vector<Tensor> partial(at::get_num_threads());    // one padded (in, KP, out) sum per thread
+  int64_t C = 0;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kan_coeff_grad", [&] {
     const Basis<scalar_t> basis = make_basis<scalar_t>(L, grid, aux, kind, order, deriv);
+    C = basis.count();
+    const int64_t KP = L.K + 2 * C + 1;
     const scalar_t *x_p = x.data_ptr<scalar_t>(), *g_p = g.data_ptr<scalar_t>();
     const scalar_t *w_p = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
-    const int64_t count = basis.count();
-    at::parallel_for(0, L.N, GRAIN, [&](int64_t n0, int64_t n1) {
+    at::parallel_for(0, (L.N + ROWS - 1) / ROWS, 1, [&](int64_t b0, int64_t b1) {
       Tensor &acc = partial[at::get_thread_num()];
-      if (!acc.defined()) acc = at::zeros({L.in, L.K, out}, x.options());
+      if (!acc.defined()) acc = at::zeros({L.in, KP, out}, x.options());
       scalar_t *a_p = acc.data_ptr<scalar_t>();
-      scalar_t v[MAX_COUNT];
-      for (int64_t n = n0; n < n1; n++) {
-        const scalar_t *gr = g_p + n * out;
+      Block<scalar_t> blk(basis, L.in, x.options());
+      for (int64_t b = b0; b < b1; b++) {
+        const int64_t n0 = b * ROWS, rows = std::min(ROWS, L.N - n0);
+        blk.evaluate(x_p, n0, rows);
+        const scalar_t *gb = g_p + n0 * out;
         for (int64_t i = 0; i < L.in; i++) {
-          const int64_t first = basis.eval(i, x_p[n * L.in + i], v);
-          const scalar_t wi = w_p ? w_p[n * L.in + i] : scalar_t(1);
-          for (int64_t j = 0; j < count; j++) {
-            const int64_t k = first + j;
-            if (k < 0 || k >= L.K) continue;
-            const scalar_t a = v[j] * wi;
-            scalar_t *ar = a_p + (i * L.K + k) * out;
-            for (int64_t o = 0; o < out; o++) ar[o] += a * gr[o];
+          const int64_t *first = blk.first.data() + i * rows;
+          scalar_t *ai = a_p + (i * KP + C) * out;
+          for (int64_t j = 0; j < C; j++) {
+            const scalar_t *V = blk.V.data() + (i * C + j) * rows;
+            for (int64_t r = 0; r < rows; r++) {
+              const scalar_t a = w_p ? V[r] * w_p[(n0 + r) * L.in + i] : V[r];
+              scalar_t *ar = ai + (first[r] + j) * out;
+              const scalar_t *gr = gb + r * out;
+              for (int64_t o = 0; o < out; o++) ar[o] += a * gr[o];
+            }
           }
         }
       }
     });
   });
-  Tensor total = at::zeros({L.in, L.K, out}, x.options());
+  Tensor total = at::zeros({L.in, L.K + 2 * C + 1, out}, x.options());
   for (const Tensor &p : partial)
     if (p.defined()) total.add_(p);
-  return total.permute({2, 0, 1}).contiguous();
+  return total.narrow(1, C, L.K).permute({2, 0, 1}).contiguous();
 }
 
 // ---- shapes only (torch.export / fake tensors): symbolic sizes, so N stays dynamic ----
