@@ -5,8 +5,7 @@
 //              triangular scheme (The NURBS Book, A2.2) at degree order - d, raised to the d-th
 //              derivative by B'_{j,p} = p (B_{j,p-1}/(t_{j+p}-t_j) - B_{j+1,p-1}/(t_{j+p+1}-t_{j+1})).
 //   gaussian : exp(-z^2), z = (x - c_k) s;  d^d/dx^d = (-s)^d H_d(z) exp(-z^2)  (Hermite H_d).
-//              Uniform centres: two exps per input, e_{k+1} = e_k q_k, q_{k+1} = q_k exp(-2 delta^2),
-//              started at the nearest centre so nothing overflows.
+//              Blocks of rows go through one vectorised exp.
 //   fourier  : [cos(f x), sin(f x)] over frequencies f;  d-th derivative = f^d (cos|sin)(f x + d pi/2).
 //              Frequencies 1..K/2 (the default): two trig calls per input and angle addition.
 #pragma once
@@ -57,17 +56,6 @@ template <typename T> struct Basis {
         uniform[i] = u;
         step[i] = h0;
       }
-    } else if (kind == GAUSSIAN) {
-      uniform.resize(in);
-      step.resize(in);
-      for (int64_t i = 0; i < in; i++) {
-        const T *c = grid + i * grid_stride;
-        const T h = K > 1 ? c[1] - c[0] : T(1);
-        bool u = h > T(0);
-        for (int64_t k = 1; k + 1 < K && u; k++) u = std::abs((c[k + 1] - c[k]) - h) <= uniform_tol() * h;
-        uniform[i] = u;
-        step[i] = h;
-      }
     } else {
       fourier_harmonic = true;
       for (int64_t k = 0; k < K / 2; k++) fourier_harmonic = fourier_harmonic && grid[k] == T(k + 1);
@@ -80,19 +68,8 @@ template <typename T> struct Basis {
   // number of values eval() writes
   int64_t count() const { return kind == BSPLINE ? (deriv > order ? 0 : order + 1) : K; }
 
-  // writes count() values for basis indices first, first + 1, ...; returns first (may be < 0 or
-  // run past K - 1 for bspline: the caller skips those). Returns K when every value is zero.
-  int64_t eval(int64_t i, T x, T *v) const
-  {
-    if (kind == BSPLINE) return eval_bspline(i, x, v);
-    if (kind == GAUSSIAN) {
-      eval_gaussian(i, x, v);
-      return 0;
-    }
-    eval_fourier(x, v);
-    return 0;
-  }
-
+  // B-spline values of one element: count() values for basis indices first, first + 1, ...; returns
+  // first (may be < 0 or run past K - 1: those are skipped), or K when every value is zero.
   int64_t eval_bspline(int64_t i, T x, T *v) const
   {
     if (deriv > order) return K;
@@ -135,57 +112,6 @@ template <typename T> struct Basis {
       for (int64_t r = 0; r <= deg; r++) v[r] = next[r];
     }
     return m - order;
-  }
-
-  void eval_gaussian(int64_t i, T x, T *v) const
-  {
-    const T *c = grid + i * grid_stride;
-    const T s = aux[i * aux_stride];
-    const T h = step[i];
-    int64_t k0 = 0;
-    bool recurrence = uniform[i] && K > 1;
-    if (recurrence) {
-      k0 = std::min<int64_t>(K - 1, std::max<int64_t>(0, int64_t(std::floor((x - c[0]) / h + T(0.5)))));
-      const T z0 = (x - c[k0]) * s;
-      recurrence = std::abs(z0) < T(20);    // farther out every value underflows: direct path
-    }
-    if (recurrence) {
-      const T delta = h * s;
-      const T rho = std::exp(-T(2) * delta * delta);
-      const T z0 = (x - c[k0]) * s;
-      v[k0] = std::exp(-z0 * z0);
-      // upwards: e_{k+1} = e_k exp(2 z_k delta - delta^2), z_{k+1} = z_k - delta
-      T q = std::exp(T(2) * z0 * delta - delta * delta);
-      for (int64_t k = k0; k + 1 < K; k++) {
-        v[k + 1] = v[k] * q;
-        q *= rho;
-      }
-      // downwards: e_{k-1} = e_k exp(-2 z_k delta - delta^2)
-      q = std::exp(-T(2) * z0 * delta - delta * delta);
-      for (int64_t k = k0; k > 0; k--) {
-        v[k - 1] = v[k] * q;
-        q *= rho;
-      }
-    } else {
-      for (int64_t k = 0; k < K; k++) {
-        const T z = (x - c[k]) * s;
-        v[k] = std::exp(-z * z);
-      }
-    }
-    if (deriv > 0) {
-      T scale = T(1);
-      for (int64_t j = 0; j < deriv; j++) scale *= -s;
-      for (int64_t k = 0; k < K; k++) {
-        const T z = (x - c[k]) * s;
-        T h_prev = T(1), hd = T(2) * z;    // H_0, H_1
-        for (int64_t n = 1; n < deriv; n++) {
-          const T h_next = T(2) * z * hd - T(2 * n) * h_prev;
-          h_prev = hd;
-          hd = h_next;
-        }
-        v[k] *= scale * hd;
-      }
-    }
   }
 
   // ---- block evaluation: rows [0, rows) of xT (input-major: xT[i * rows + r]) for every input ----
@@ -261,77 +187,32 @@ template <typename T> struct Basis {
     }
     for (int64_t e = 0; e < in * rows; e++) first[e] = 0;
     if (kind == GAUSSIAN) {
-      // per element: nearest centre k0 and z0; then E = exp(-z0^2), Qu = exp(2 z0 d - d^2), Qd = exp(-2 z0 d - d^2)
-      T *z0 = s1, *E = s2, *Qu = s3, *Qd = s4;
-      std::vector<int64_t> k0(in * rows);
-      bool all_fast = true;
-      for (int64_t i = 0; i < in && all_fast; i++) all_fast = uniform[i] && K > 1;
-      if (!all_fast) {
-        T v[64];
-        for (int64_t i = 0; i < in; i++)
+      // all K arguments -(x - c_k)^2 s^2 by vectorised arithmetic, then one vectorised exp per block
+      for (int64_t i = 0; i < in; i++) {
+        const T *c = grid + i * grid_stride, *x = xT + i * rows;
+        const T s = aux[i * aux_stride];
+        for (int64_t k = 0; k < K; k++) {
+          T *Vk = V + (i * C + k) * rows;
+          const T ck = c[k];
           for (int64_t r = 0; r < rows; r++) {
-            eval_gaussian(i, xT[i * rows + r], v);
-            for (int64_t k = 0; k < K; k++) V[(i * C + k) * rows + r] = v[k];
-          }
-        return;
-      }
-      for (int64_t i = 0; i < in; i++) {
-        const T *c = grid + i * grid_stride;
-        const T s = aux[i * aux_stride], h = step[i], d = h * s;
-        for (int64_t r = 0; r < rows; r++) {
-          const int64_t e = i * rows + r;
-          const T x = xT[e];
-          const T kf = std::floor((x - c[0]) / h + T(0.5));
-          const int64_t kk = kf < T(0) ? 0 : (kf > T(K - 1) ? K - 1 : int64_t(kf));
-          k0[e] = kk;
-          const T z = (x - c[kk]) * s;
-          z0[e] = std::abs(z) < T(20) ? z : T(0);    // far out: computed directly below
-          E[e] = -z0[e] * z0[e];
-          Qu[e] = T(2) * z0[e] * d - d * d;
-          Qd[e] = -T(2) * z0[e] * d - d * d;
-        }
-      }
-      exp_fn(E, E, in * rows);
-      exp_fn(Qu, Qu, in * rows);
-      exp_fn(Qd, Qd, in * rows);
-      for (int64_t i = 0; i < in; i++) {
-        const T *c = grid + i * grid_stride;
-        const T s = aux[i * aux_stride], d = step[i] * s, rho = std::exp(-T(2) * d * d);
-        for (int64_t r = 0; r < rows; r++) {
-          const int64_t e = i * rows + r;
-          const T x = xT[e];
-          const int64_t kk = k0[e];
-          if (std::abs((x - c[kk]) * s) >= T(20)) {    // every value underflows: direct
-            for (int64_t k = 0; k < K; k++) {
-              const T z = (x - c[k]) * s;
-              V[(i * C + k) * rows + r] = std::exp(-z * z);
-            }
-            continue;
-          }
-          V[(i * C + kk) * rows + r] = E[e];
-          T q = Qu[e], v = E[e];
-          for (int64_t k = kk; k + 1 < K; k++) {
-            v *= q;
-            q *= rho;
-            V[(i * C + k + 1) * rows + r] = v;
-          }
-          q = Qd[e];
-          v = E[e];
-          for (int64_t k = kk; k > 0; k--) {
-            v *= q;
-            q *= rho;
-            V[(i * C + k - 1) * rows + r] = v;
+            const T z = (x[r] - ck) * s;
+            Vk[r] = -z * z;
           }
         }
-        if (deriv > 0) {
+      }
+      exp_fn(V, V, in * C * rows);
+      if (deriv > 0) {
+        for (int64_t i = 0; i < in; i++) {
+          const T *c = grid + i * grid_stride, *x = xT + i * rows;
+          const T s = aux[i * aux_stride];
           T scale = T(1);
           for (int64_t j = 0; j < deriv; j++) scale *= -s;
           for (int64_t k = 0; k < K; k++) {
             T *Vk = V + (i * C + k) * rows;
             const T ck = c[k];
             for (int64_t r = 0; r < rows; r++) {
-              const T z = (xT[i * rows + r] - ck) * s;
-              T h_prev = T(1), hd = T(2) * z;
+              const T z = (x[r] - ck) * s;
+              T h_prev = T(1), hd = T(2) * z;    // Hermite H_0, H_1
               for (int64_t n = 1; n < deriv; n++) {
                 const T h_next = T(2) * z * hd - T(2 * n) * h_prev;
                 h_prev = hd;

@@ -112,6 +112,23 @@ template <typename T> struct Block {
   T value(int64_t i, int64_t j, int64_t r, int64_t rows) const { return V[(i * C + j) * rows + r]; }
 };
 
+// For wide outputs BLAS wins: scatter a block's values into a dense (rows, in * K) matrix
+constexpr int64_t GEMM_MIN_OUT = 8;
+
+template <typename T> void densify(const Block<T> &blk, int64_t in, int64_t K, int64_t rows, const T *w, int64_t n0, T *phi)
+{
+  std::fill(phi, phi + rows * in * K, T(0));
+  for (int64_t i = 0; i < in; i++)
+    for (int64_t j = 0; j < blk.C; j++) {
+      const T *V = blk.V.data() + (i * blk.C + j) * rows;
+      const int64_t *first = blk.first.data() + i * rows;
+      for (int64_t r = 0; r < rows; r++) {
+        const int64_t k = first[r] + j;
+        if (k >= 0 && k < K) phi[(r * in + i) * K + k] = w ? V[r] * w[(n0 + r) * in + i] : V[r];
+      }
+    }
+}
+
 Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::optional<Tensor> &w_, const Tensor &grid_,
                        const Tensor &aux_, int64_t kind, int64_t order, int64_t deriv)
 {
@@ -131,11 +148,19 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
     const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = cP.data_ptr<scalar_t>();
     const scalar_t *w_p = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
     scalar_t *y_p = y.data_ptr<scalar_t>();
+    const Tensor c2t = coeff_.contiguous().view({out, L.in * L.K}).t();
     at::parallel_for(0, (L.N + ROWS - 1) / ROWS, 1, [&](int64_t b0, int64_t b1) {
       Block<scalar_t> blk(basis, L.in, x.options());
+      Tensor phi = out >= GEMM_MIN_OUT ? at::empty({ROWS, L.in * L.K}, x.options()) : Tensor();
       for (int64_t b = b0; b < b1; b++) {
         const int64_t n0 = b * ROWS, rows = std::min(ROWS, L.N - n0);
         blk.evaluate(x_p, n0, rows);
+        if (out >= GEMM_MIN_OUT) {
+          densify(blk, L.in, L.K, rows, w_p, n0, phi.data_ptr<scalar_t>());
+          Tensor y_rows = y.narrow(0, n0, rows);
+          at::mm_out(y_rows, phi.narrow(0, 0, rows), c2t);
+          continue;
+        }
         scalar_t *yb = y_p + n0 * out;
         for (int64_t i = 0; i < L.in; i++) {
           const int64_t *first = blk.first.data() + i * rows;
@@ -183,12 +208,29 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
     const Tensor cP = padded_coeff(coeff_, C);
     const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = cP.data_ptr<scalar_t>(), *g_p = g.data_ptr<scalar_t>();
     scalar_t *z_p = z.data_ptr<scalar_t>();
+    const Tensor c2 = coeff_.contiguous().view({out, L.in * L.K});
     at::parallel_for(0, (L.N + ROWS - 1) / ROWS, 1, [&](int64_t b0, int64_t b1) {
       Block<scalar_t> blk(basis, L.in, x.options());
       std::vector<scalar_t> zT(L.in * ROWS);
       for (int64_t b = b0; b < b1; b++) {
         const int64_t n0 = b * ROWS, rows = std::min(ROWS, L.N - n0);
         blk.evaluate(x_p, n0, rows);
+        if (out >= GEMM_MIN_OUT) {
+          // m[r, i*K + k] = sum_o g[n, o] c[o, i, k], then z[r, i] = sum_j V m[r, i*K + first + j]
+          const Tensor m = at::mm(g.narrow(0, n0, rows), c2);
+          const scalar_t *m_p = m.data_ptr<scalar_t>();
+          for (int64_t r = 0; r < rows; r++)
+            for (int64_t i = 0; i < L.in; i++) {
+              const int64_t first = blk.first[i * rows + r];
+              scalar_t acc = 0;
+              for (int64_t j = 0; j < blk.C; j++) {
+                const int64_t k = first + j;
+                if (k >= 0 && k < L.K) acc += blk.value(i, j, r, rows) * m_p[(r * L.in + i) * L.K + k];
+              }
+              z_p[(n0 + r) * L.in + i] = acc;
+            }
+          continue;
+        }
         const scalar_t *gb = g_p + n0 * out;
         for (int64_t i = 0; i < L.in; i++) {
           const int64_t *first = blk.first.data() + i * rows;
@@ -237,14 +279,21 @@ Tensor kan_coeff_grad_cpu(const Tensor &x_, const Tensor &g_, const c10::optiona
     const int64_t KP = L.K + 2 * C + 1;
     const scalar_t *x_p = x.data_ptr<scalar_t>(), *g_p = g.data_ptr<scalar_t>();
     const scalar_t *w_p = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
+    const bool gemm = out >= GEMM_MIN_OUT;
     at::parallel_for(0, (L.N + ROWS - 1) / ROWS, 1, [&](int64_t b0, int64_t b1) {
       Tensor &acc = partial[at::get_thread_num()];
-      if (!acc.defined()) acc = at::zeros({L.in, KP, out}, x.options());
+      if (!acc.defined()) acc = gemm ? at::zeros({out, L.in * L.K}, x.options()) : at::zeros({L.in, KP, out}, x.options());
       scalar_t *a_p = acc.data_ptr<scalar_t>();
       Block<scalar_t> blk(basis, L.in, x.options());
+      Tensor phi = gemm ? at::empty({ROWS, L.in * L.K}, x.options()) : Tensor();
       for (int64_t b = b0; b < b1; b++) {
         const int64_t n0 = b * ROWS, rows = std::min(ROWS, L.N - n0);
         blk.evaluate(x_p, n0, rows);
+        if (gemm) {
+          densify(blk, L.in, L.K, rows, w_p, n0, phi.data_ptr<scalar_t>());
+          acc.addmm_(g.narrow(0, n0, rows).t(), phi.narrow(0, 0, rows));
+          continue;
+        }
         const scalar_t *gb = g_p + n0 * out;
         for (int64_t i = 0; i < L.in; i++) {
           const int64_t *first = blk.first.data() + i * rows;
@@ -262,6 +311,12 @@ Tensor kan_coeff_grad_cpu(const Tensor &x_, const Tensor &g_, const c10::optiona
       }
     });
   });
+  if (out >= GEMM_MIN_OUT) {
+    Tensor total = at::zeros({out, L.in * L.K}, x.options());
+    for (const Tensor &p : partial)
+      if (p.defined()) total.add_(p);
+    return total.view({out, L.in, L.K});
+  }
   Tensor total = at::zeros({L.in, L.K + 2 * C + 1, out}, x.options());
   for (const Tensor &p : partial)
     if (p.defined()) total.add_(p);
@@ -310,12 +365,31 @@ using torch::autograd::variable_list;
 
 Tensor times(const Tensor &a, const Tensor &w) { return w.defined() ? a * w : a; }
 
-void save_meta(AutogradContext *ctx, int64_t kind, int64_t order, int64_t deriv)
+// What every backward needs: the op's two tensor operands (a, b), the optional weight, the basis
+// buffers and its integers
+struct Saved {
+  Tensor a, b, w, grid, aux;
+  int64_t kind, order, d;
+  c10::optional<Tensor> weight() const { return w.defined() ? c10::optional<Tensor>(w) : c10::nullopt; }
+};
+
+void save(AutogradContext *ctx, const Tensor &a, const Tensor &b, const c10::optional<Tensor> &w, const Tensor &grid,
+          const Tensor &aux, int64_t kind, int64_t order, int64_t deriv)
 {
+  ctx->save_for_backward({a, b, w.has_value() ? *w : Tensor(), grid, aux});
   ctx->saved_data["kind"] = kind;
   ctx->saved_data["order"] = order;
   ctx->saved_data["deriv"] = deriv;
 }
+
+Saved load(AutogradContext *ctx)
+{
+  auto s = ctx->get_saved_variables();
+  return {s[0], s[1], s[2], s[3], s[4], ctx->saved_data["kind"].toInt(), ctx->saved_data["order"].toInt(),
+          ctx->saved_data["deriv"].toInt()};
+}
+
+// Only the gradients autograd asks for are computed: forces need dx alone.
 
 // y = F_d(x, c, w):  dx = w * T_{d+1}(x, c, gy),  dc = G_d(x, gy, w),  dw = T_d(x, c, gy)
 struct ForwardFn : public torch::autograd::Function<ForwardFn> {
@@ -323,23 +397,17 @@ struct ForwardFn : public torch::autograd::Function<ForwardFn> {
                         int64_t kind, int64_t order, int64_t deriv)
   {
     at::AutoDispatchBelowADInplaceOrView guard;
-    const Tensor wt = w.has_value() ? *w : Tensor();
-    ctx->save_for_backward({x, c, wt, grid, aux});
-    save_meta(ctx, kind, order, deriv);
+    save(ctx, x, c, w, grid, aux, kind, order, deriv);
     return call_forward(x, c, w, grid, aux, kind, order, deriv);
   }
   static variable_list backward(AutogradContext *ctx, variable_list grads)
   {
-    auto s = ctx->get_saved_variables();
-    const Tensor &x = s[0], &c = s[1], &w = s[2], &grid = s[3], &aux = s[4];
-    const int64_t kind = ctx->saved_data["kind"].toInt(), order = ctx->saved_data["order"].toInt(),
-                  d = ctx->saved_data["deriv"].toInt();
-    const Tensor gy = grads[0].contiguous();
-    const c10::optional<Tensor> wo = w.defined() ? c10::optional<Tensor>(w) : c10::nullopt;
-    Tensor dx, dc, dw;    // only what autograd asks for: forces need dx alone
-    if (ctx->needs_input_grad(0)) dx = times(call_input_grad(x, c, gy, grid, aux, kind, order, d + 1), w);
-    if (ctx->needs_input_grad(1)) dc = call_coeff_grad(x, gy, wo, grid, aux, kind, order, d);
-    if (w.defined() && ctx->needs_input_grad(2)) dw = call_input_grad(x, c, gy, grid, aux, kind, order, d);
+    const Saved s = load(ctx);
+    const Tensor &x = s.a, &c = s.b, gy = grads[0].contiguous();
+    Tensor dx, dc, dw;
+    if (ctx->needs_input_grad(0)) dx = times(call_input_grad(x, c, gy, s.grid, s.aux, s.kind, s.order, s.d + 1), s.w);
+    if (ctx->needs_input_grad(1)) dc = call_coeff_grad(x, gy, s.weight(), s.grid, s.aux, s.kind, s.order, s.d);
+    if (s.w.defined() && ctx->needs_input_grad(2)) dw = call_input_grad(x, c, gy, s.grid, s.aux, s.kind, s.order, s.d);
     return {dx, dc, dw, Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
@@ -350,21 +418,17 @@ struct InputGradFn : public torch::autograd::Function<InputGradFn> {
                         int64_t order, int64_t deriv)
   {
     at::AutoDispatchBelowADInplaceOrView guard;
-    ctx->save_for_backward({x, c, g, grid, aux});
-    save_meta(ctx, kind, order, deriv);
+    save(ctx, x, c, g, grid, aux, kind, order, deriv);    // g rides in the weight slot
     return call_input_grad(x, c, g, grid, aux, kind, order, deriv);
   }
   static variable_list backward(AutogradContext *ctx, variable_list grads)
   {
-    auto s = ctx->get_saved_variables();
-    const Tensor &x = s[0], &c = s[1], &g = s[2], &grid = s[3], &aux = s[4];
-    const int64_t kind = ctx->saved_data["kind"].toInt(), order = ctx->saved_data["order"].toInt(),
-                  d = ctx->saved_data["deriv"].toInt();
-    const Tensor u = grads[0].contiguous();
+    const Saved s = load(ctx);
+    const Tensor &x = s.a, &c = s.b, &g = s.w, u = grads[0].contiguous();
     Tensor dx, dc, dg;
-    if (ctx->needs_input_grad(0)) dx = u * call_input_grad(x, c, g, grid, aux, kind, order, d + 1);
-    if (ctx->needs_input_grad(1)) dc = call_coeff_grad(x, g, u, grid, aux, kind, order, d);
-    if (ctx->needs_input_grad(2)) dg = call_forward(x, c, u, grid, aux, kind, order, d);
+    if (ctx->needs_input_grad(0)) dx = u * call_input_grad(x, c, g, s.grid, s.aux, s.kind, s.order, s.d + 1);
+    if (ctx->needs_input_grad(1)) dc = call_coeff_grad(x, g, u, s.grid, s.aux, s.kind, s.order, s.d);
+    if (ctx->needs_input_grad(2)) dg = call_forward(x, c, u, s.grid, s.aux, s.kind, s.order, s.d);
     return {dx, dc, dg, Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
@@ -375,23 +439,17 @@ struct CoeffGradFn : public torch::autograd::Function<CoeffGradFn> {
                         int64_t kind, int64_t order, int64_t deriv)
   {
     at::AutoDispatchBelowADInplaceOrView guard;
-    const Tensor wt = w.has_value() ? *w : Tensor();
-    ctx->save_for_backward({x, g, wt, grid, aux});
-    save_meta(ctx, kind, order, deriv);
+    save(ctx, x, g, w, grid, aux, kind, order, deriv);
     return call_coeff_grad(x, g, w, grid, aux, kind, order, deriv);
   }
   static variable_list backward(AutogradContext *ctx, variable_list grads)
   {
-    auto s = ctx->get_saved_variables();
-    const Tensor &x = s[0], &g = s[1], &w = s[2], &grid = s[3], &aux = s[4];
-    const int64_t kind = ctx->saved_data["kind"].toInt(), order = ctx->saved_data["order"].toInt(),
-                  d = ctx->saved_data["deriv"].toInt();
-    const Tensor U = grads[0].contiguous();
-    const c10::optional<Tensor> wo = w.defined() ? c10::optional<Tensor>(w) : c10::nullopt;
+    const Saved s = load(ctx);
+    const Tensor &x = s.a, &g = s.b, U = grads[0].contiguous();
     Tensor dx, dg, dw;
-    if (ctx->needs_input_grad(0)) dx = times(call_input_grad(x, U, g, grid, aux, kind, order, d + 1), w);
-    if (ctx->needs_input_grad(1)) dg = call_forward(x, U, wo, grid, aux, kind, order, d);
-    if (w.defined() && ctx->needs_input_grad(2)) dw = call_input_grad(x, U, g, grid, aux, kind, order, d);
+    if (ctx->needs_input_grad(0)) dx = times(call_input_grad(x, U, g, s.grid, s.aux, s.kind, s.order, s.d + 1), s.w);
+    if (ctx->needs_input_grad(1)) dg = call_forward(x, U, s.weight(), s.grid, s.aux, s.kind, s.order, s.d);
+    if (s.w.defined() && ctx->needs_input_grad(2)) dw = call_input_grad(x, U, g, s.grid, s.aux, s.kind, s.order, s.d);
     return {dx, dg, dw, Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
