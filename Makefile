@@ -8,7 +8,7 @@ DEMO   ?= demo
 
 PLUGIN := python/kan_mlip/lib/allegro_kan_plugin.so
 
-.PHONY: setup plugin test test-fast demo clean
+.PHONY: setup plugin test test-fast demo bench bench-ci clean
 
 setup: $(STAMP) $(PLUGIN)
 
@@ -38,6 +38,15 @@ test-fast: setup
 # EMT Ag data -> train a small KAN-readout Allegro -> evaluate -> kan-deploy -> 1000 NVT steps in LAMMPS
 demo: setup
 	$(VENV)/bin/kan-mlip demo --workdir $(DEMO)
+
+# the paper's Table 4 on this machine: MLP vs KAN Allegro in LAMMPS, 71 / 568 / 4544 atoms
+bench: setup
+	$(VENV)/bin/kan-bench -o benchmarks/lammps
+
+# quick timing gate for CI: ratios from one run, never absolute times
+bench-ci: setup
+	$(VENV)/bin/kan-bench --configs mlp kan_readout --replicas 1 --steps 200 --warmup 20 --repeats 3 \
+	    -o $(or $(TMPDIR),/tmp)/kan-bench-ci --check
 
 clean:
 	rm -rf $(VENV) $(DEMO) outputs build

@@ -26,10 +26,13 @@ def load_trained_model(path) -> Tuple[torch.nn.Module, str, Optional[Dict[str, A
     kan_mlip model.pth."""
     from nequip.utils.global_state import set_global_state
 
+    from kan_mlip.nn.ops import fused_ops_available
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such model file: {path}")
     set_global_state()
+    fused_ops_available()  # register kan_mlip::* before unpickling layers that call them
     name = path.name
     try:
         if name.endswith(".ckpt"):

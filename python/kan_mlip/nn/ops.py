@@ -12,20 +12,30 @@ import torch
 
 LIBRARY = Path(__file__).resolve().parents[1] / "lib" / "libkan_mlip_ops.so"
 BASIS_KIND = {"bspline": 0, "gaussian": 1, "fourier": 2}
-_loaded: Optional[bool] = None
+_loaded: Optional[bool] = None  # None: not tried yet
+
+
+def _registered() -> bool:
+    try:
+        torch.ops.kan_mlip.kan_forward
+        return True
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def fused_ops_available() -> bool:
-    """True when the kan_mlip ops are registered with torch (loading the library on first call)."""
+    """True when the kan_mlip ops are registered with torch (loading the library on first call).
+
+    Registered by anyone counts: a torch.package copy of this module (a nequip package) cannot
+    locate the library itself, but sees the ops the installed kan_mlip loaded."""
     global _loaded
-    if _loaded is None:
-        _loaded = False
-        if LIBRARY.exists():
+    if not _loaded:
+        if _loaded is None and LIBRARY.exists():
             try:
                 torch.ops.load_library(str(LIBRARY))
-                _loaded = True
-            except OSError:  # built against another torch: use the reference
-                _loaded = False
+            except OSError:  # built against another torch: the reference is used
+                pass
+        _loaded = _registered()
     return _loaded
 
 

@@ -1,0 +1,60 @@
+"""``kan-bench``: LAMMPS ms/step and memory for MLP vs KAN Allegro configurations."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from .harness import CONFIGS, ModelSize, markdown_table, run, write_outputs
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="kan-bench",
+        description="Benchmark pair_style allegro-kan: MLP vs KAN Allegro (same widths), LAMMPS NVT on the 71-atom "
+                    "Ag vacancy cell and its replicas. Writes bench.json, bench.md (the paper's Table 4 layout), "
+                    "bench.png and the LAMMPS logs.")
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), help=f"from {list(CONFIGS)} (default: all)")
+    parser.add_argument("--basis", default="gaussian", choices=["gaussian", "bspline", "fourier"])
+    parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 4],
+                        help="replicate the 71-atom cell r x r x r (default: 1 2 4 = 71, 568, 4544 atoms)")
+    parser.add_argument("--steps", type=int, default=200, help="timed steps (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed warm-up steps (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=1, help="LAMMPS runs per point; the fastest counts")
+    parser.add_argument("-o", "--outdir", default="bench", help="output directory (default: %(default)s)")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 unless KAN-output-block / MLP ms/step <= --max-kan-ratio and LAMMPS ms/step / "
+                             "bare model ms/call <= --max-overhead (ratios from this run)")
+    parser.add_argument("--max-kan-ratio", type=float, default=1.25)
+    parser.add_argument("--max-overhead", type=float, default=1.5)
+    args = parser.parse_args(argv)
+
+    outdir = Path(args.outdir).resolve()
+    records = run(args.configs, args.replicas, args.basis, args.dtype, args.steps, args.warmup, outdir / "work",
+                  ModelSize(), repeats=args.repeats)
+    paths = write_outputs(records, outdir)
+    print(markdown_table(records))
+    print(f"wrote {paths['json']}, {paths['table']}, {paths['plot']}")
+    if not args.check:
+        return 0
+    failures = []
+    by = {(r.config, r.natoms): r for r in records}
+    for (name, natoms), r in by.items():
+        if r.status != "ok":
+            failures.append(f"{name} {natoms}: {r.error}")
+            continue
+        if r.lammps_over_model > args.max_overhead:
+            failures.append(f"{name} {natoms} atoms: LAMMPS/bare model = {r.lammps_over_model:.2f} > {args.max_overhead}")
+        mlp = by.get(("mlp", natoms))
+        if name == "kan_readout" and mlp and mlp.status == "ok":
+            ratio = r.ms_per_step / mlp.ms_per_step
+            print(f"check: KAN output block / MLP = {ratio:.3f} at {natoms} atoms (limit {args.max_kan_ratio})")
+            if ratio > args.max_kan_ratio:
+                failures.append(f"KAN output block / MLP = {ratio:.3f} > {args.max_kan_ratio} at {natoms} atoms")
+    for f in failures:
+        print(f"kan-bench check FAILED: {f}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""kan-bench: LAMMPS ms/step and memory for the paper's Allegro configurations (its Table 4).
+
+Every configuration has the same widths and depths; only the blocks that are KAN differ. Each is
+built (random weights: speed does not depend on them), deployed with kan-deploy and run in LAMMPS
+(`pair_style allegro-kan`) on the 71-atom Ag vacancy cell and its replicas. ms/step comes from
+LAMMPS' own Loop time of the timed run (warm-up excluded); the bare model's energy+force call on
+the same structure is timed too, so the pair style's own overhead is visible.
+"""
+
+import json
+import platform
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from .lammps import loop_time, run_lammps_measured
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "lammps"
+# name -> (kan_placement, label in the paper's Table 4)
+CONFIGS: Dict[str, tuple] = {
+    "mlp": ("none", "MLP (Allegro)"),
+    "kan_readout": ("readout", "KAN output block"),
+    "kan_embedding_latent": ("embedding_latent", "KAN embedding + latent"),
+    "kan_all": ("all", "KAN everywhere"),
+}
+
+
+@dataclass
+class ModelSize:
+    r_max: float = 4.5
+    l_max: int = 1
+    num_layers: int = 2
+    num_scalar_features: int = 64
+    num_tensor_features: int = 16
+    mlp_width: int = 64
+    readout_width: int = 32
+
+
+@dataclass
+class Record:
+    config: str
+    placement: str
+    basis: str
+    dtype: str
+    natoms: int
+    steps: int
+    status: str = "ok"
+    error: str = ""
+    ms_per_step: float = float("nan")
+    atom_steps_per_s: float = float("nan")
+    model_ms_per_call: float = float("nan")
+    lammps_over_model: float = float("nan")
+    peak_rss_mb: float = float("nan")
+    gpu_peak_mb: Optional[float] = None
+    device: str = "cpu"
+    torch_version: str = torch.__version__
+    lammps_version: str = ""
+    git_sha: str = ""
+    machine: str = field(default_factory=lambda: f"{platform.machine()}, {torch.get_num_threads()} torch threads")
+
+
+def model_config(placement: str, basis: str, dtype: str, size: ModelSize, seed: int = 1) -> dict:
+    return {
+        "_target_": "kan_mlip.models.KANAllegroModel", "seed": seed, "model_dtype": dtype, "type_names": ["Ag"],
+        "r_max": size.r_max, "l_max": size.l_max, "num_layers": size.num_layers,
+        "num_scalar_features": size.num_scalar_features, "num_tensor_features": size.num_tensor_features,
+        "radial_chemical_embed": {"_target_": "allegro.nn.TwoBodyBesselScalarEmbed", "num_bessels": 8},
+        "scalar_embed_mlp_hidden_layers_width": size.mlp_width, "allegro_mlp_hidden_layers_width": size.mlp_width,
+        "readout_mlp_hidden_layers_width": size.readout_width, "avg_num_neighbors": 18.0,
+        "per_type_energy_shifts": {"Ag": 0.0}, "per_type_energy_scales": {"Ag": 0.5},
+        "kan_placement": placement, "kan_basis": basis,
+    }
+
+
+def bare_model_ms(pair: Path, rep: int, reps: int = 10) -> float:
+    """The deployed model's energy+force call alone, on the same replicated cell."""
+    from kan_mlip.ase.ghosts import ghost_graph
+    from kan_mlip.compiler import load_deployed
+    from kan_mlip.data import ag_vacancy_cell
+
+    model, meta = load_deployed(pair)
+    atoms = ag_vacancy_cell().repeat((rep, rep, rep))
+    atoms.rattle(0.02, seed=1)
+    g = ghost_graph(atoms, np.array(meta["cutoff_matrix"]), np.zeros(len(atoms), dtype=int))
+    dtype = {"float32": torch.float32, "float64": torch.float64}[meta["model_dtype"]]
+    args = (torch.tensor(g.positions, dtype=dtype), torch.tensor(g.edge_index),
+            torch.zeros(len(g.positions), dtype=torch.long), g.num_local)
+    for _ in range(3):
+        model(*args)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        model(*args)
+    return 1e3 * (time.perf_counter() - t0) / reps
+
+
+def git_sha() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except OSError:
+        return ""
+
+
+def run(configs: List[str], reps: List[int], basis: str, dtype: str, steps: int, warmup: int, workdir: Path,
+        size: ModelSize, repeats: int = 1, log=print) -> List[Record]:
+    """All (config, replica) runs; a failing configuration becomes a failed record and the rest go on."""
+    from kan_mlip.compiler import deploy
+    from kan_mlip.models.io import build_model, save_model
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    sha = git_sha()
+    records: List[Record] = []
+    total = len(configs) * len(reps)
+    done = 0
+    for name in configs:
+        placement = CONFIGS[name][0] if name in CONFIGS else name
+        pair = workdir / f"{name}_{basis}_{dtype}.pt"
+        try:
+            cfg = model_config(placement, basis, dtype, size)
+            src = save_model(workdir / f"{name}_{basis}_{dtype}.pth", cfg, build_model(cfg))
+            deploy(src, pair, log=lambda *_: None)
+            build_error = ""
+        except Exception as exc:  # reported as a failed row; the other configurations still run
+            build_error = f"{type(exc).__name__}: {exc}"
+        for rep in reps:
+            done += 1
+            natoms = 71 * rep**3
+            rec = Record(config=name, placement=placement, basis=basis, dtype=dtype, natoms=natoms, steps=steps, git_sha=sha)
+            if build_error:
+                rec.status, rec.error = "failed", build_error
+            else:
+                try:
+                    best = None
+                    for _ in range(repeats):  # the fastest of `repeats` runs: the machine's noise only adds time
+                        out, rss = run_lammps_measured(EXAMPLES / "in.bench", {"model": pair, "rep": rep, "warmup": warmup,
+                                                                              "steps": steps}, cwd=workdir)
+                        timing = loop_time(out)
+                        if best is None or timing["ms_per_step"] < best[0]["ms_per_step"]:
+                            best = (timing, rss, out)
+                    timing, rss, out = best
+                    (workdir / f"{name}_{natoms}.log").write_text(out)
+                    rec.ms_per_step = timing["ms_per_step"]
+                    rec.atom_steps_per_s = natoms * 1e3 / timing["ms_per_step"]
+                    rec.peak_rss_mb = rss
+                    rec.lammps_version = out.splitlines()[0].strip() if out else ""
+                    rec.model_ms_per_call = bare_model_ms(pair, rep)
+                    rec.lammps_over_model = rec.ms_per_step / rec.model_ms_per_call
+                except Exception as exc:
+                    rec.status, rec.error = "failed", f"{type(exc).__name__}: {exc}"
+            records.append(rec)
+            if rec.status == "ok":
+                log(f"[{done}/{total}] {name:22s} {natoms:6d} atoms: {rec.ms_per_step:9.2f} ms/step "
+                    f"(bare model {rec.model_ms_per_call:8.2f} ms, x{rec.lammps_over_model:.2f}), peak RSS {rec.peak_rss_mb:.0f} MB")
+            else:
+                log(f"[{done}/{total}] {name:22s} {natoms:6d} atoms: FAILED {rec.error[:200]}")
+    return records
+
+
+def markdown_table(records: List[Record]) -> str:
+    """The paper's Table 4 layout: one row per configuration, ms/step per system size, memory."""
+    sizes = sorted({r.natoms for r in records})
+    names = list(dict.fromkeys(r.config for r in records))
+    mlp = {r.natoms: r.ms_per_step for r in records if r.config == "mlp" and r.status == "ok"}
+    head = "| configuration | " + " | ".join(f"ms/step ({n} atoms)" for n in sizes) + " | vs MLP | peak RSS (MB) |"
+    lines = [head, "|" + "---|" * (len(sizes) + 3)]
+    for name in names:
+        rows = {r.natoms: r for r in records if r.config == name}
+        label = CONFIGS.get(name, (name, name))[1]
+        cells, ratios = [], []
+        for n in sizes:
+            r = rows.get(n)
+            if r is None:
+                cells.append("-")
+            elif r.status != "ok":
+                cells.append(f"failed: {r.error[:60]}")
+            else:
+                cells.append(f"{r.ms_per_step:.2f}")
+                if n in mlp:
+                    ratios.append(r.ms_per_step / mlp[n])
+        ratio = " / ".join(f"{x:.3f}" for x in ratios) if ratios else "-"
+        rss = max((r.peak_rss_mb for r in rows.values() if r.status == "ok"), default=float("nan"))
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {ratio} | {rss:.0f} |")
+    return "\n".join(lines)
+
+
+def plot(records: List[Record], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for name in dict.fromkeys(r.config for r in records):
+        ok = sorted((r.natoms, r.ms_per_step) for r in records if r.config == name and r.status == "ok")
+        if ok:
+            ax.plot(*zip(*ok), "o-", label=CONFIGS.get(name, (name, name))[1])
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("atoms")
+    ax.set_ylabel("LAMMPS ms/step")
+    ax.set_title("pair_style allegro-kan, NVT, Ag vacancy cell replicas")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_outputs(records: List[Record], outdir: Path) -> Dict[str, Path]:
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": outdir / "bench.json", "table": outdir / "bench.md", "plot": outdir / "bench.png"}
+    paths["json"].write_text(json.dumps([asdict(r) for r in records], indent=1))
+    paths["table"].write_text(markdown_table(records) + "\n")
+    if any(r.status == "ok" for r in records):
+        plot(records, paths["plot"])
+    return paths
