@@ -1,0 +1,38 @@
+"""kan-bench: real LAMMPS runs, failed configurations reported without stopping the others."""
+
+import json
+
+import pytest
+
+from kan_mlip.bench.cli import main
+from kan_mlip.bench.lammps import loop_time
+from kan_mlip.lmp_plugin import PLUGIN_DIR
+
+pytestmark = pytest.mark.skipif(not (PLUGIN_DIR / "allegro_kan_plugin.so").exists(), reason="plugin not built: make plugin")
+
+
+def test_bench_runs_lammps_and_reports_a_broken_configuration_as_failed(tmp_path, capsys):
+    rc = main(["--configs", "mlp", "no_such_placement", "--replicas", "1", "--steps", "5", "--warmup", "2",
+               "-o", str(tmp_path)])
+    assert rc == 0
+    records = json.loads((tmp_path / "bench.json").read_text())
+    ok = [r for r in records if r["status"] == "ok"]
+    failed = [r for r in records if r["status"] == "failed"]
+    assert [r["config"] for r in ok] == ["mlp"] and [r["config"] for r in failed] == ["no_such_placement"]
+    assert "kan_placement" in failed[0]["error"]
+    rec = ok[0]
+    assert rec["natoms"] == 71 and rec["steps"] == 5 and rec["ms_per_step"] > 0 and rec["peak_rss_mb"] > 50
+    assert rec["model_ms_per_call"] > 0 and rec["torch_version"] and rec["lammps_version"].startswith("LAMMPS")
+    # the number comes from the LAMMPS log kept beside the results
+    log = (tmp_path / "work" / "mlp_71.log").read_text()
+    assert abs(loop_time(log)["ms_per_step"] - rec["ms_per_step"]) < 1e-9
+    table = (tmp_path / "bench.md").read_text()
+    assert "MLP (Allegro)" in table and "failed" in table
+    assert (tmp_path / "bench.png").stat().st_size > 1000
+
+
+def test_check_mode_fails_on_a_violated_ratio(tmp_path):
+    # an impossible overhead limit must fail the check: the gate can fail
+    rc = main(["--configs", "mlp", "--replicas", "1", "--steps", "5", "--warmup", "2", "-o", str(tmp_path),
+               "--check", "--max-overhead", "0.01"])
+    assert rc == 1
