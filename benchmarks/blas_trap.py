@@ -15,42 +15,16 @@ import argparse
 import os
 import platform
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from kan_mlip.ase.ghosts import ghost_graph
+from kan_mlip.bench.harness import ModelSize, bare_model_ms, model_config
 from kan_mlip.bench.lammps import loop_time, run_lammps
-from kan_mlip.compiler import deploy, load_deployed
-from kan_mlip.data import ag_vacancy_cell
+from kan_mlip.compiler import deploy
 from kan_mlip.models.io import build_model, save_model
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "lammps"
-
-
-def config(width):
-    return {"_target_": "kan_mlip.models.KANAllegroModel", "seed": 1, "model_dtype": "float64", "type_names": ["Ag"],
-            "r_max": 4.5, "l_max": 1, "num_layers": 2, "num_scalar_features": width, "num_tensor_features": 16,
-            "radial_chemical_embed": {"_target_": "allegro.nn.TwoBodyBesselScalarEmbed", "num_bessels": 8},
-            "scalar_embed_mlp_hidden_layers_width": width, "allegro_mlp_hidden_layers_width": width,
-            "readout_mlp_hidden_layers_width": 32, "avg_num_neighbors": 18.0,
-            "per_type_energy_shifts": {"Ag": 0.0}, "per_type_energy_scales": {"Ag": 0.5}, "kan_placement": "readout"}
-
-
-def bare_ms_per_call(pair, reps=50):
-    model, meta = load_deployed(pair)
-    atoms = ag_vacancy_cell()
-    atoms.rattle(0.05, seed=1)
-    g = ghost_graph(atoms, np.array(meta["cutoff_matrix"]), np.zeros(len(atoms), dtype=int))
-    args = (torch.tensor(g.positions), torch.tensor(g.edge_index), torch.zeros(len(g.positions), dtype=torch.long), g.num_local)
-    for _ in range(5):
-        model(*args)
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        model(*args)
-    return 1e3 * (time.perf_counter() - t0) / reps
 
 
 def main():
@@ -60,12 +34,12 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        cfg = config(args.width)
+        cfg = model_config("readout", "gaussian", "float64", ModelSize(num_scalar_features=args.width, mlp_width=args.width))
         src = save_model(tmp / "m.pth", cfg, build_model(cfg))
         pair = tmp / "pair.pt"
         deploy(src, pair, log=lambda *_: None)
         threads = torch.get_num_threads()
-        results = {"bare": bare_ms_per_call(pair)}
+        results = {"bare": bare_model_ms(pair, rep=1, reps=50)}
         for mode, env in (("deepbind", "0"), ("plain", "1")):
             os.environ["KAN_MLIP_NO_DEEPBIND"] = env
             out = run_lammps(EXAMPLES / "in.ag_nvt", {"model": pair, "steps": args.steps}, cwd=tmp)

@@ -273,3 +273,30 @@ def test_deploy_refuses_message_passing_models(workdir):
     with pytest.raises(ValueError, match="strictly local"):
         deploy(src, workdir / "nequip.pt", log=lambda *_: None)
     assert not (workdir / "nequip.pt").exists()
+
+
+def test_npt_runs_on_the_model_virial(deployed, workdir):
+    """The barostat acts on the pair style's virial: the cell responds to the model's pressure."""
+    inp = workdir / "in.npt"
+    inp.write_text(f"""units metal
+atom_style atomic
+boundary p p p
+lattice fcc 4.09
+region box block 0 3 0 3 0 2
+create_box 1 box
+create_atoms 1 box
+group vacancy id 1
+delete_atoms group vacancy compress yes
+mass 1 107.8682
+pair_style allegro-kan
+pair_coeff * * {deployed[("Ag",), "float64"][0]} Ag
+velocity all create 300 12345 mom yes rot yes
+timestep 0.001
+fix npt all npt temp 300 300 0.1 iso 0 0 0.5
+thermo 20
+thermo_style custom step temp pe press vol
+run 100
+""")
+    rows = thermo_table(run_lammps(inp, cwd=workdir))
+    volumes = [r["Volume"] for r in rows]
+    assert len(rows) == 6 and all(np.isfinite(volumes)) and abs(volumes[-1] - volumes[0]) > 1e-3 * volumes[0]
