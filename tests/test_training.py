@@ -15,7 +15,7 @@ from kan_mlip.data import make_ag_data
 from kan_mlip.evaluation import errors, load_checkpoint_model, predict
 from kan_mlip.lmp_plugin import PLUGIN_DIR
 from kan_mlip.models import ScalarKAN
-from kan_mlip.training import CONFIG_DIR, read_val_metrics, run_nequip_train
+from kan_mlip.training import CONFIG_DIR, read_epoch_times, read_val_metrics, run_nequip_train
 
 CONFIGS = ["allegro_mlp", "allegro_kan_readout"]
 
@@ -44,6 +44,8 @@ def test_short_training_lowers_validation_force_mae(config, trained, ag_data):
     val = read_val_metrics(run)
     before, after = val[0]["forces_mae"], val[-1]["forces_mae"]  # run: [val, train, val]
     assert after < 0.7 * before, (config, before, after)
+    times = read_epoch_times(run)  # the configs' EpochTimer callback
+    assert len(times) == 3 and all(t > 0 for t in times)
 
     # the checkpoint reloads into the same architecture and its errors are those of a trained model
     model = load_checkpoint_model(run / "best.ckpt")

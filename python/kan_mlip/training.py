@@ -1,11 +1,15 @@
 """Run nequip-train on a config and read its validation metrics back."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Dict, List, Sequence
+
+import lightning
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "examples" / "configs"
 
@@ -37,3 +41,32 @@ def read_val_metrics(run_dir: Path) -> List[Dict[str, float]]:
             if row.get("val0_epoch/forces_mae"):
                 rows.append({k.split("/", 1)[-1]: float(v) for k, v in row.items() if v != "" and (k.startswith("val0_epoch/") or k in ("epoch", "step"))})
     return rows
+
+
+class EpochTimer(lightning.Callback):
+    """Writes the wall time spent in training batches of each epoch (validation excluded) to ``path``."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = Path(path)
+        self.times: List[float] = []
+        self._epoch = 0.0
+        self._t0 = 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._epoch = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._epoch += time.perf_counter() - self._t0
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.times.append(self._epoch)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps({"train_seconds_per_epoch": self.times}))
+
+
+def read_epoch_times(run_dir: Path) -> List[float]:
+    return json.loads((Path(run_dir) / "epoch_times.json").read_text())["train_seconds_per_epoch"]

@@ -4,7 +4,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from .harness import CONFIGS, ModelSize, markdown_table, run, write_outputs
+import json
+
+from .harness import CONFIGS, ModelSize, markdown_table, run, training_cost, write_outputs
 
 
 def main(argv=None) -> int:
@@ -22,6 +24,10 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=20, help="untimed warm-up steps (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=1, help="LAMMPS runs per point; the fastest counts")
     parser.add_argument("-o", "--outdir", default="bench", help="output directory (default: %(default)s)")
+    parser.add_argument("--train-frames", type=int, default=0,
+                        help="also time training (s/epoch) of each configuration's example config on this many EMT "
+                             "Ag frames (default: 0, skip)")
+    parser.add_argument("--train-epochs", type=int, default=3, help="epochs for --train-frames (default: %(default)s)")
     parser.add_argument("--check", action="store_true",
                         help="exit 1 unless KAN-output-block / MLP ms/step <= --max-kan-ratio and LAMMPS ms/step / "
                              "bare model ms/call <= --max-overhead (ratios from this run)")
@@ -35,6 +41,10 @@ def main(argv=None) -> int:
     paths = write_outputs(records, outdir)
     print(markdown_table(records))
     print(f"wrote {paths['json']}, {paths['table']}, {paths['plot']}")
+    if args.train_frames:
+        cost = training_cost(args.configs, args.train_frames, args.train_epochs, outdir / "work")
+        (outdir / "train_cost.json").write_text(json.dumps(cost, indent=1))
+        print(f"wrote {outdir / 'train_cost.json'}")
     if not args.check:
         return 0
     failures = []

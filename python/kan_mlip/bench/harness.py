@@ -219,3 +219,38 @@ def write_outputs(records: List[Record], outdir: Path) -> Dict[str, Path]:
     if any(r.status == "ok" for r in records):
         plot(records, paths["plot"])
     return paths
+
+
+# Allegro example configs (examples/configs) per benchmark configuration
+TRAIN_CONFIGS = {"mlp": "allegro_mlp", "kan_readout": "allegro_kan_readout",
+                 "kan_embedding_latent": "allegro_kan_embedding_latent", "kan_all": "allegro_kan_all_gaussian"}
+
+
+def training_cost(configs: List[str], frames: int, epochs: int, workdir: Path, log=print) -> Dict[str, dict]:
+    """Training seconds per epoch of each configuration's example config on the same EMT Ag data."""
+    from ase.io import write
+
+    from kan_mlip.data import make_ag_data
+    from kan_mlip.training import read_epoch_times, run_nequip_train
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    data = workdir / f"ag_emt_{frames}.extxyz"
+    if not data.exists():
+        write(data, make_ag_data(n_frames=frames, seed=0, progress=False), format="extxyz")
+    out = {}
+    for name in configs:
+        if name not in TRAIN_CONFIGS:
+            out[name] = {"status": "failed", "error": f"no example config for {name!r}"}
+            continue
+        try:
+            run = run_nequip_train(TRAIN_CONFIGS[name], workdir / f"train_{name}",
+                                   [f"data_path={data}", f"max_epochs={epochs}", "trainer.enable_progress_bar=false"],
+                                   quiet=True)
+            times = read_epoch_times(run)
+            out[name] = {"status": "ok", "train_seconds_per_epoch": times, "mean": float(np.mean(times[1:] or times)),
+                         "frames": frames, "config": TRAIN_CONFIGS[name]}
+            log(f"train {name:22s}: {out[name]['mean']:.2f} s/epoch ({frames} frames x 0.8 train, epochs {times})")
+        except Exception as exc:
+            out[name] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500]}
+            log(f"train {name:22s}: FAILED {out[name]['error'][:200]}")
+    return out
