@@ -20,6 +20,14 @@ def _make_ag_data(args) -> int:
     return 0
 
 
+def _convert_deepmd(args) -> int:
+    from .data.deepmd import convert_deepmd
+
+    n = convert_deepmd(args.source, args.output)
+    print(f"wrote {n} frames from DeePMD data {args.source} to {args.output}")
+    return 0
+
+
 def _demo(args) -> int:
     from ase.io import read, write
 
@@ -87,6 +95,13 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.set_defaults(func=_make_ag_data)
 
+    p = sub.add_parser("convert-deepmd", help="DeePMD npy data (type.raw, set.*/coord.npy, ...) -> extended XYZ",
+                       description="Convert every DeePMD system under SOURCE (folders with type.raw, type_map.raw and "
+                                   "set.*/{coord,box,energy,force}.npy, virial.npy optional) to one extended-XYZ file.")
+    p.add_argument("source", help="a DeePMD system directory, or a folder holding several")
+    p.add_argument("-o", "--output", required=True, help="extended-XYZ file to write")
+    p.set_defaults(func=_convert_deepmd)
+
     p = sub.add_parser("demo", help="EMT Ag data -> train a KAN-readout Allegro -> evaluate -> kan-deploy -> LAMMPS NVT, with ms/step")
     p.add_argument("--workdir", default="demo", help="where data, checkpoints and plots go (default: %(default)s)")
     p.add_argument("--config", default="allegro_kan_readout", help="config in examples/configs (default: %(default)s)")
@@ -96,7 +111,11 @@ def main(argv=None) -> int:
     p.set_defaults(func=_demo)
 
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"kan-mlip {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
