@@ -218,3 +218,16 @@ def test_kan_mlp_dims_contract():
     with pytest.raises(ValueError, match="hidden_layers_width"):
         KANMLP(5, 1, hidden_layers_depth=1)
     assert math.isfinite(mlp(torch.randn(3, 5)).sum().item())
+
+
+@pytest.mark.parametrize("basis", BASIS_NAMES)
+def test_univariate_functions_are_the_layer_on_one_hot_inputs(basis):
+    """With zero_at_origin every other input contributes 0, so y_o(x e_i) = phi_oi(x) exactly."""
+    layer = _layer(basis, in_f=3, out_f=2, zero_at_origin=True)
+    x = torch.linspace(-3, 3, 11, dtype=torch.float64)
+    phi = layer.univariate(x)
+    assert phi.shape == (2, 3, 11)
+    for i in range(3):
+        inputs = torch.zeros(11, 3, dtype=torch.float64)
+        inputs[:, i] = x
+        torch.testing.assert_close(layer(inputs).t(), phi[:, i], rtol=1e-12, atol=1e-12)

@@ -28,6 +28,17 @@ def _convert_deepmd(args) -> int:
     return 0
 
 
+def _plot_kan(args) -> int:
+    from kan_mlip.compiler import load_trained_model
+
+    from .plotting import plot_kan_functions
+
+    model, _, _ = load_trained_model(args.model)
+    path = plot_kan_functions(model, args.output, block=args.block, top=args.top)
+    print(f"wrote {path}")
+    return 0
+
+
 def _demo(args) -> int:
     from ase.io import read, write
 
@@ -101,6 +112,15 @@ def main(argv=None) -> int:
     p.add_argument("source", help="a DeePMD system directory, or a folder holding several")
     p.add_argument("-o", "--output", required=True, help="extended-XYZ file to write")
     p.set_defaults(func=_convert_deepmd)
+
+    p = sub.add_parser("plot-kan", help="plot the learned univariate functions of a trained model's KAN block",
+                       description="Plot the functions phi_oi of each KAN layer in a block of a trained model "
+                                   "(.ckpt, nequip package .zip or kan_mlip model.pth), most important first.")
+    p.add_argument("model", help="trained model file")
+    p.add_argument("-o", "--output", default="kan_functions.png", help="PNG to write (default: %(default)s)")
+    p.add_argument("--block", default="readout", choices=["readout", "latent", "two_body_embed"])
+    p.add_argument("--top", type=int, default=12, help="functions per layer (default: %(default)s)")
+    p.set_defaults(func=_plot_kan)
 
     p = sub.add_parser("demo", help="EMT Ag data -> train a KAN-readout Allegro -> evaluate -> kan-deploy -> LAMMPS NVT, with ms/step")
     p.add_argument("--workdir", default="demo", help="where data, checkpoints and plots go (default: %(default)s)")

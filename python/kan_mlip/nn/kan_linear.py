@@ -196,6 +196,21 @@ class KANLinear(torch.nn.Module):
 
     @torch.jit.unused
     @torch.no_grad()
+    def univariate(self, x: torch.Tensor) -> torch.Tensor:
+        """The learned functions phi_oi on points x (M,): a tensor (out, in, M), y_o = sum_i phi_oi(x_i).
+
+        Not defined with layer_norm=True (the functions then depend on all inputs jointly)."""
+        if not isinstance(self.norm, torch.nn.Identity):
+            raise ValueError("univariate functions are not defined with layer_norm=True")
+        x = x.to(self.spline_weight.dtype).reshape(-1, 1).expand(-1, self.in_features)  # (M, in)
+        phi = self.basis_values(x)  # (M, in, K), shifted if zero_at_origin
+        out = torch.einsum("mik,oik->oim", phi, self.scaled_spline_weight())
+        if self.base_weight is not None:
+            out = out + self.base_weight.unsqueeze(-1) * self.base_activation(x).t().unsqueeze(0)
+        return out
+
+    @torch.jit.unused
+    @torch.no_grad()
     def update_grid(self, x: torch.Tensor, grid_eps: float = 0.02, margin: float = 0.01) -> None:
         """Move the grid to the data (efficient-kan ``update_grid``) and refit the coefficients.
 
