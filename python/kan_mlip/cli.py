@@ -39,6 +39,16 @@ def _plot_kan(args) -> int:
     return 0
 
 
+def _study(args) -> int:
+    from .study import load_study, run_study
+
+    spec = load_study(args.study)
+    outdir = Path(args.outdir or Path("reports") / spec["name"])
+    run_study(spec, outdir)
+    print(f"report: {outdir / 'report.md'} (plots: errors.png, parity_best.png; data: study.json)")
+    return 0
+
+
 def _demo(args) -> int:
     from ase.io import read, write
 
@@ -121,6 +131,14 @@ def main(argv=None) -> int:
     p.add_argument("--block", default="readout", choices=["readout", "latent", "two_body_embed"])
     p.add_argument("--top", type=int, default=12, help="functions per layer (default: %(default)s)")
     p.set_defaults(func=_plot_kan)
+
+    from .study import __doc__ as study_doc
+
+    p = sub.add_parser("study", help="train configurations under one budget and report their accuracy",
+                       description=study_doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("study", help="study file (YAML)")
+    p.add_argument("-o", "--outdir", default=None, help="report directory (default: reports/NAME)")
+    p.set_defaults(func=_study)
 
     p = sub.add_parser("demo", help="EMT Ag data -> train a KAN-readout Allegro -> evaluate -> kan-deploy -> LAMMPS NVT, with ms/step")
     p.add_argument("--workdir", default="demo", help="where data, checkpoints and plots go (default: %(default)s)")

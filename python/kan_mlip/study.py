@@ -1,0 +1,176 @@
+"""``kan-mlip study``: train several configurations under one budget and report their accuracy.
+
+A study file (YAML) names the data, the configurations (example configs in examples/configs, or
+paths to config files), the seeds and the budget. The data is split once (seeded) into a pool that
+nequip-train splits again for training / early stopping, and a validation set held out from
+training; the report's numbers come from evaluating each saved model on that held-out set.
+
+    name: ag_emt
+    data: ag_emt.extxyz            # extxyz (or .gz); DeePMD folders: convert with kan-mlip convert-deepmd
+    validation_fraction: 0.1
+    configs:                       # example config names, config file paths, or {name, config, overrides}
+      - allegro_mlp
+      - allegro_kan_readout
+      - {name: kan_readout_bspline, config: allegro_kan_readout, overrides: [training_module.model.kan_basis=bspline]}
+    seeds: [1, 2, 3]
+    max_epochs: 5
+    overrides: []                  # extra nequip-train overrides for every run
+"""
+
+import gzip
+import io
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+import yaml
+
+DEFAULTS = {"validation_fraction": 0.1, "seeds": [1], "max_epochs": 5, "overrides": [], "split_seed": 0}
+
+
+def load_study(path) -> Dict[str, Any]:
+    spec = dict(DEFAULTS, **(yaml.safe_load(Path(path).read_text()) or {}))
+    for key in ("name", "data", "configs"):
+        if key not in spec:
+            raise ValueError(f"study file {path} needs '{key}' (see `kan-mlip study --help`)")
+    base = Path(path).resolve().parent
+    spec["data"] = str((base / spec["data"]).resolve()) if not Path(spec["data"]).is_absolute() else spec["data"]
+    if not Path(spec["data"]).exists():
+        raise FileNotFoundError(f"study data not found: {spec['data']}")
+    if not 0 < float(spec["validation_fraction"]) < 1:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {spec['validation_fraction']}")
+    return spec
+
+
+def read_frames(path):
+    from ase.io import read
+
+    if str(path).endswith(".gz"):  # ase's extxyz reader seeks backwards: decompress into memory first
+        with gzip.open(path, "rt") as fh:
+            return read(io.StringIO(fh.read()), index=":", format="extxyz")
+    return read(path, index=":")
+
+
+def split(spec, workdir: Path):
+    from ase.io import write
+
+    frames = read_frames(spec["data"])
+    order = np.random.default_rng(spec["split_seed"]).permutation(len(frames))
+    n_val = max(1, int(round(spec["validation_fraction"] * len(frames))))
+    val = [frames[i] for i in order[:n_val]]
+    pool = [frames[i] for i in order[n_val:]]
+    workdir.mkdir(parents=True, exist_ok=True)
+    write(workdir / "pool.extxyz", pool, format="extxyz")
+    return workdir / "pool.extxyz", val
+
+
+def _entry(item) -> Dict[str, Any]:
+    """A configs entry: 'allegro_mlp', 'path/to/config.yaml' or {name, config, overrides}."""
+    if isinstance(item, str):
+        item = {"config": item}
+    if "config" not in item:
+        raise ValueError(f"a study configs entry needs 'config', got {item}")
+    config = str(item["config"])
+    return {"name": item.get("name", Path(config).stem), "config": config, "overrides": list(item.get("overrides", []))}
+
+
+def run_study(spec: Dict[str, Any], outdir: Path, log=print) -> List[Dict[str, Any]]:
+    from .evaluation import errors, load_checkpoint_model, predict
+    from .training import CONFIG_DIR, read_val_metrics, run_nequip_train
+
+    outdir = Path(outdir).resolve()
+    pool, val = split(spec, outdir / "data")
+    log(f"study {spec['name']}: {len(val)} held-out validation frames, pool {pool}")
+    rows = []
+    runs = [(_entry(c), s) for c in spec["configs"] for s in spec["seeds"]]
+    for k, (entry, seed) in enumerate(runs, 1):
+        name, config = entry["name"], entry["config"]
+        cfg_dir, cfg_name = (Path(config).resolve().parent, Path(config).stem) if config.endswith(".yaml") else (CONFIG_DIR, config)
+        run_dir = outdir / "runs" / f"{name}_seed{seed}"
+        row: Dict[str, Any] = {"config": name, "seed": seed, "status": "ok"}
+        t0 = time.time()
+        try:
+            run_nequip_train(cfg_name, run_dir, [f"data_path={pool}", f"max_epochs={spec['max_epochs']}", f"seed={seed}",
+                                                 "trainer.enable_progress_bar=false", *spec["overrides"], *entry["overrides"]],
+                             config_dir=cfg_dir, quiet=True)
+            row["train_seconds"] = time.time() - t0
+            metrics = read_val_metrics(run_dir)
+            if any(not math.isfinite(v) for m in metrics[1:] for v in m.values()):
+                raise FloatingPointError("validation metrics became NaN/inf during training")
+            model = load_checkpoint_model(run_dir / "best.ckpt")
+            row["parameters"] = sum(p.numel() for p in model.parameters())
+            pred = predict(model, val)
+            if not all(np.isfinite(e) for e in pred["energy"]):
+                raise FloatingPointError("the saved model predicts NaN/inf")
+            row.update(errors(val, pred))
+            row["checkpoint"] = str(run_dir / "best.ckpt")
+            log(f"[{k}/{len(runs)}] {name} seed {seed}: energy MAE {row['energy_mae_meV_per_atom']:.3f} meV/atom, "
+                f"force MAE {row['force_mae_meV_per_A']:.2f} meV/Å, {row['train_seconds']:.0f} s")
+        except FloatingPointError as exc:
+            row.update(status="diverged", error=str(exc), train_seconds=time.time() - t0)
+            log(f"[{k}/{len(runs)}] {name} seed {seed}: DIVERGED ({exc})")
+        except Exception as exc:  # the study goes on with the other configurations
+            row.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:500], train_seconds=time.time() - t0)
+            log(f"[{k}/{len(runs)}] {name} seed {seed}: FAILED {row['error'][:200]}")
+        rows.append(row)
+    write_report(spec, rows, val, outdir)
+    return rows
+
+
+def summary(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    out = []
+    for name in dict.fromkeys(r["config"] for r in rows):
+        ok = [r for r in rows if r["config"] == name and r["status"] == "ok"]
+        entry = {"config": name, "runs": sum(r["config"] == name for r in rows), "ok": len(ok),
+                 "status": ", ".join(sorted({r["status"] for r in rows if r["config"] == name}))}
+        for key in ("energy_mae_meV_per_atom", "force_mae_meV_per_A", "train_seconds", "parameters"):
+            values = np.array([r[key] for r in ok], dtype=float)
+            entry[key] = float(values.mean()) if len(values) else float("nan")
+            entry[key + "_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        out.append(entry)
+    return out
+
+
+def write_report(spec, rows, val, outdir: Path) -> None:
+    import matplotlib
+
+    from .evaluation import load_checkpoint_model, parity_plot, predict
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = summary(rows)
+    (outdir / "study.json").write_text(json.dumps({"spec": spec, "runs": rows, "summary": table}, indent=1, default=str))
+    mlp = next((t for t in table if "mlp" in t["config"] and t["ok"]), None)
+    lines = [f"# Study {spec['name']}", "",
+             f"Data: `{spec['data']}`; {len(val)} held-out validation frames (split seed {spec['split_seed']}); "
+             f"{spec['max_epochs']} epochs; seeds {spec['seeds']}. Errors from evaluating each saved best model on the "
+             "held-out set; mean ± standard deviation over seeds.", "",
+             "| configuration | energy MAE (meV/atom) | force MAE (meV/Å) | force MAE / MLP | train time (s) | parameters | runs ok | status |",
+             "|---|---|---|---|---|---|---|---|"]
+    for t in table:
+        ratio = f"{t['force_mae_meV_per_A'] / mlp['force_mae_meV_per_A']:.3f}" if mlp and t["ok"] else "-"
+        lines.append(f"| {t['config']} | {t['energy_mae_meV_per_atom']:.3f} ± {t['energy_mae_meV_per_atom_std']:.3f} | "
+                     f"{t['force_mae_meV_per_A']:.2f} ± {t['force_mae_meV_per_A_std']:.2f} | {ratio} | "
+                     f"{t['train_seconds']:.0f} | {t['parameters']:.0f} | {t['ok']}/{t['runs']} | {t['status']} |")
+    (outdir / "report.md").write_text("\n".join(lines) + "\n")
+
+    ok = [t for t in table if t["ok"]]
+    if ok:
+        fig, axes = plt.subplots(1, 2, figsize=(max(6, 1.6 * len(ok) + 3), 4))
+        for ax, key, label in ((axes[0], "energy_mae_meV_per_atom", "energy MAE (meV/atom)"),
+                               (axes[1], "force_mae_meV_per_A", "force MAE (meV/Å)")):
+            ax.bar(range(len(ok)), [t[key] for t in ok], yerr=[t[key + "_std"] for t in ok], capsize=4,
+                   color=["0.6" if "mlp" in t["config"] else "tab:blue" for t in ok])
+            ax.set_xticks(range(len(ok)), [t["config"] for t in ok], rotation=30, ha="right", fontsize=8)
+            ax.set_ylabel(label)
+        fig.suptitle(f"study {spec['name']}: held-out validation errors")
+        fig.tight_layout()
+        fig.savefig(outdir / "errors.png", dpi=120)
+        plt.close(fig)
+        best = min((r for r in rows if r["status"] == "ok"), key=lambda r: r["force_mae_meV_per_A"])
+        model = load_checkpoint_model(best["checkpoint"])
+        parity_plot(val, predict(model, val), outdir / "parity_best.png", title=f"best: {best['config']} seed {best['seed']}")

@@ -1,0 +1,51 @@
+"""kan-mlip study: same budget for every configuration, report recomputed from the saved models."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from ase.io import write
+
+from kan_mlip.cli import main
+from kan_mlip.data import make_ag_data
+from kan_mlip.evaluation import errors, load_checkpoint_model, predict
+from kan_mlip.study import read_frames
+
+
+@pytest.mark.slow
+def test_study_reports_every_configuration_and_survives_divergence(tmp_path):
+    write(tmp_path / "ag.extxyz", make_ag_data(n_frames=40, seed=0, equilibration_steps=50, progress=False), format="extxyz")
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump({
+        "name": "tiny", "data": "ag.extxyz", "validation_fraction": 0.2, "seeds": [1], "max_epochs": 2,
+        "configs": ["allegro_mlp", "allegro_kan_readout",
+                    {"name": "diverging", "config": "allegro_mlp", "overrides": ["training_module.optimizer.lr=1e12"]}],
+    }))
+    out = tmp_path / "report"
+    assert main(["study", str(tmp_path / "study.yaml"), "-o", str(out)]) == 0
+    result = json.loads((out / "study.json").read_text())
+    status = {r["config"]: r["status"] for r in result["runs"]}
+    assert status == {"allegro_mlp": "ok", "allegro_kan_readout": "ok", "diverging": "diverged"}
+    report = (out / "report.md").read_text()
+    assert "allegro_kan_readout" in report and "diverged" in report and "force MAE / MLP" in report
+    assert (out / "errors.png").stat().st_size > 5000 and (out / "parity_best.png").stat().st_size > 5000
+
+    # the report's numbers are what the saved model gives on the held-out frames
+    row = next(r for r in result["runs"] if r["config"] == "allegro_kan_readout")
+    from ase.io import read
+
+    pool = read(out / "data" / "pool.extxyz", index=":")
+    held_out = [a for a in read_frames(tmp_path / "ag.extxyz")
+                if not any(np.array_equal(a.positions, b.positions) for b in pool)]
+    assert len(held_out) == 8
+    again = errors(held_out, predict(load_checkpoint_model(row["checkpoint"]), held_out))
+    assert abs(again["force_mae_meV_per_A"] - row["force_mae_meV_per_A"]) < 1e-9
+
+
+def test_study_file_errors(tmp_path, capsys):
+    (tmp_path / "s.yaml").write_text("name: x\nconfigs: [allegro_mlp]\n")
+    assert main(["study", str(tmp_path / "s.yaml")]) == 2
+    assert "needs 'data'" in capsys.readouterr().err
+    (tmp_path / "s.yaml").write_text("name: x\ndata: nope.extxyz\nconfigs: [allegro_mlp]\n")
+    assert main(["study", str(tmp_path / "s.yaml")]) == 2
+    assert "not found" in capsys.readouterr().err
