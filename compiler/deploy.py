@@ -189,11 +189,8 @@ def _check(model, compiled, type_names, cutoffs, dtype, device) -> Dict[str, Any
     f_ref = ref[AtomicDataDict.FORCE_KEY].detach().double().numpy()
     types = np.array([type_names.index(s) for s in atoms.get_chemical_symbols()])
     g = ghost_graph(atoms, cutoffs, types)
-    energies, forces, _ = compiled(torch.tensor(g.positions, dtype=DTYPES[dtype], device=device),
-                                   torch.tensor(g.edge_index, device=device),
-                                   torch.tensor(types[g.owner], device=device), g.num_local)
-    folded = np.zeros((len(atoms), 3))
-    np.add.at(folded, g.owner, forces.double().cpu().numpy())
+    energies, forces, _ = compiled(*g.inputs(types, DTYPES[dtype], device))
+    folded = g.fold(forces.double().cpu().numpy())
     e_err = abs(energies.double().sum().item() - e_ref) / len(atoms)
     f_err = float(np.abs(folded - f_ref).max())
     tol = TOLERANCE[dtype]

@@ -27,7 +27,7 @@ def predict(model: torch.nn.Module, frames: Sequence[Atoms]) -> Dict[str, list]:
     from .data.graph import atoms_to_graph
 
     r_max = float(model.metadata["r_max"])
-    type_names = str(model.metadata["type_names"]).split(" ") if isinstance(model.metadata["type_names"], str) else list(model.metadata["type_names"])
+    type_names = model.metadata["type_names"].split(" ")  # nequip metadata values are strings
     dtype = next(model.parameters()).dtype
     energies, forces = [], []
     for atoms in frames:

@@ -1,7 +1,6 @@
 """ASE calculator for files written by kan-deploy."""
 
 import numpy as np
-import torch
 from ase.calculators.calculator import Calculator, all_changes
 
 from .ghosts import ghost_graph
@@ -18,13 +17,13 @@ class KANCalculator(Calculator):
 
     def __init__(self, path, device: str = "cpu", **kwargs):
         super().__init__(**kwargs)
-        from kan_mlip.compiler import load_deployed
+        from kan_mlip.compiler.deploy import DTYPES, load_deployed
 
         self.model, self.metadata = load_deployed(path, device=device)
         self.device = device
         self.type_names = self.metadata["type_names"]
         self.cutoff_matrix = np.array(self.metadata["cutoff_matrix"])
-        self.dtype = {"float32": torch.float32, "float64": torch.float64}[self.metadata["model_dtype"]]
+        self.dtype = DTYPES[self.metadata["model_dtype"]]
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -34,17 +33,11 @@ class KANCalculator(Calculator):
             raise ValueError(f"Elements {unknown} are not in the model (type_names {self.type_names})")
         types = np.array([self.type_names.index(s) for s in symbols])
         g = ghost_graph(self.atoms, self.cutoff_matrix, types)
-        pos = torch.tensor(g.positions, dtype=self.dtype, device=self.device)
-        edges = torch.tensor(g.edge_index, device=self.device)
-        atom_types = torch.tensor(types[g.owner], dtype=torch.long, device=self.device)
-        energies, forces, virial = self.model(pos, edges, atom_types, g.num_local)
+        energies, forces, virial = self.model(*g.inputs(types, self.dtype, self.device))
         energies = energies.detach().double().cpu().numpy()
-        forces = forces.detach().double().cpu().numpy()
-        folded = np.zeros((g.num_local, 3))
-        np.add.at(folded, g.owner, forces)  # ghost forces back onto their owners
         self.results["energies"] = energies
         self.results["energy"] = self.results["free_energy"] = float(energies.sum())
-        self.results["forces"] = folded
+        self.results["forces"] = g.fold(forces.detach().double().cpu().numpy())
         if self.atoms.cell.rank == 3:
             xx, yy, zz, xy, xz, yz = virial.detach().double().cpu().numpy()
             # ASE stress (Voigt xx yy zz yz xz xy) = -virial / volume

@@ -1,8 +1,10 @@
 """Periodic structures as local + explicit ghost atoms: the same input LAMMPS gives the pair style."""
 
 from dataclasses import dataclass
+from typing import Tuple
 
 import numpy as np
+import torch
 from ase import Atoms
 from ase.neighborlist import neighbor_list
 
@@ -13,6 +15,17 @@ class GhostGraph:
     edge_index: np.ndarray  # (2, E) centre (local) -> neighbour (local or ghost)
     owner: np.ndarray  # (N,) index of the local atom each atom is an image of
     num_local: int
+
+    def inputs(self, types: np.ndarray, dtype: torch.dtype, device="cpu") -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """The model contract's (pos, edge_index, atom_types, num_local); ``types`` per local atom."""
+        return (torch.tensor(self.positions, dtype=dtype, device=device), torch.tensor(self.edge_index, device=device),
+                torch.tensor(np.asarray(types)[self.owner], dtype=torch.long, device=device), self.num_local)
+
+    def fold(self, per_atom: np.ndarray) -> np.ndarray:
+        """Sum values of ghost atoms (e.g. forces) onto the local atoms they are images of."""
+        folded = np.zeros((self.num_local,) + per_atom.shape[1:])
+        np.add.at(folded, self.owner, per_atom)
+        return folded
 
 
 def ghost_graph(atoms: Atoms, cutoff_matrix: np.ndarray, type_of_atom: np.ndarray) -> GhostGraph:

@@ -80,16 +80,14 @@ def model_config(placement: str, basis: str, dtype: str, size: ModelSize, seed: 
 def bare_model_ms(pair: Path, rep: int, reps: int = 10) -> float:
     """The deployed model's energy+force call alone, on the same replicated cell."""
     from kan_mlip.ase.ghosts import ghost_graph
-    from kan_mlip.compiler import load_deployed
+    from kan_mlip.compiler.deploy import DTYPES, load_deployed
     from kan_mlip.data import ag_vacancy_cell
 
     model, meta = load_deployed(pair)
     atoms = ag_vacancy_cell().repeat((rep, rep, rep))
     atoms.rattle(0.02, seed=1)
-    g = ghost_graph(atoms, np.array(meta["cutoff_matrix"]), np.zeros(len(atoms), dtype=int))
-    dtype = {"float32": torch.float32, "float64": torch.float64}[meta["model_dtype"]]
-    args = (torch.tensor(g.positions, dtype=dtype), torch.tensor(g.edge_index),
-            torch.zeros(len(g.positions), dtype=torch.long), g.num_local)
+    types = np.zeros(len(atoms), dtype=int)
+    args = ghost_graph(atoms, np.array(meta["cutoff_matrix"]), types).inputs(types, DTYPES[meta["model_dtype"]])
     for _ in range(3):
         model(*args)
     t0 = time.perf_counter()
