@@ -40,6 +40,15 @@ def test_study_reports_every_configuration_and_survives_divergence(tmp_path):
     assert len(held_out) == 8
     again = errors(held_out, predict(load_checkpoint_model(row["checkpoint"]), held_out))
     assert abs(again["force_mae_meV_per_A"] - row["force_mae_meV_per_A"]) < 1e-9
+    assert 0 < row["train_force_mae_meV_per_A"] < 1e4 and "force MAE train" in report
+
+    # an interrupted study resumes: finished runs are reused, not trained again
+    (out / "runs" / "allegro_kan_readout_seed1" / "best.ckpt").unlink()
+    assert main(["study", str(tmp_path / "study.yaml"), "-o", str(out)]) == 0
+    again = {r["config"]: r for r in json.loads((out / "study.json").read_text())["runs"]}
+    assert again["allegro_mlp"] == next(r for r in result["runs"] if r["config"] == "allegro_mlp")
+    assert again["diverging"]["status"] == "diverged" and again["allegro_kan_readout"]["status"] == "ok"
+    assert (out / "runs" / "allegro_kan_readout_seed1" / "best.ckpt").is_file()  # retrained
 
 
 def test_study_file_errors(tmp_path, capsys):
@@ -49,3 +58,7 @@ def test_study_file_errors(tmp_path, capsys):
     (tmp_path / "s.yaml").write_text("name: x\ndata: nope.extxyz\nconfigs: [allegro_mlp]\n")
     assert main(["study", str(tmp_path / "s.yaml")]) == 2
     assert "not found" in capsys.readouterr().err
+    write(tmp_path / "d.extxyz", make_ag_data(n_frames=4, seed=0, equilibration_steps=5, progress=False), format="extxyz")
+    (tmp_path / "s.yaml").write_text("name: x\ndata: d.extxyz\nconfigs: [allegro_mlp]\nvalidation_frames: 2\npool_frames: 3\n")
+    assert main(["study", str(tmp_path / "s.yaml"), "-o", str(tmp_path / "r")]) == 2
+    assert "5 > 4 frames" in capsys.readouterr().err

@@ -15,6 +15,12 @@ training; the report's numbers come from evaluating each saved model on that hel
     seeds: [1, 2, 3]
     max_epochs: 5
     overrides: []                  # extra nequip-train overrides for every run
+    validation_frames: 200         # optional: absolute held-out count (instead of validation_fraction)
+    pool_frames: 300               # optional: a documented subset for training (default: all the rest)
+    train_eval_frames: 100         # training-set errors are measured on this many pool frames
+
+Runs already finished in the output folder (a best.ckpt and a row in study.json) are reused, so an
+interrupted study resumes where it stopped; the report is rewritten after every run.
 """
 
 import gzip
@@ -28,7 +34,8 @@ from typing import Any, Dict, List
 import numpy as np
 import yaml
 
-DEFAULTS = {"validation_fraction": 0.1, "seeds": [1], "max_epochs": 5, "overrides": [], "split_seed": 0}
+DEFAULTS = {"validation_fraction": 0.1, "validation_frames": None, "pool_frames": None, "train_eval_frames": 100,
+            "seeds": [1], "max_epochs": 5, "overrides": [], "split_seed": 0}
 
 
 def load_study(path) -> Dict[str, Any]:
@@ -42,6 +49,9 @@ def load_study(path) -> Dict[str, Any]:
         raise FileNotFoundError(f"study data not found: {spec['data']}")
     if not 0 < float(spec["validation_fraction"]) < 1:
         raise ValueError(f"validation_fraction must be in (0, 1), got {spec['validation_fraction']}")
+    for key in ("validation_frames", "pool_frames"):
+        if spec[key] is not None and int(spec[key]) < 1:
+            raise ValueError(f"{key} must be a positive number of frames, got {spec[key]}")
     return spec
 
 
@@ -59,12 +69,15 @@ def split(spec, workdir: Path):
 
     frames = read_frames(spec["data"])
     order = np.random.default_rng(spec["split_seed"]).permutation(len(frames))
-    n_val = max(1, int(round(spec["validation_fraction"] * len(frames))))
+    n_val = int(spec["validation_frames"] or max(1, round(spec["validation_fraction"] * len(frames))))
+    n_pool = int(spec["pool_frames"] or len(frames) - n_val)
+    if n_val + n_pool > len(frames):
+        raise ValueError(f"validation_frames + pool_frames = {n_val + n_pool} > {len(frames)} frames in {spec['data']}")
     val = [frames[i] for i in order[:n_val]]
-    pool = [frames[i] for i in order[n_val:]]
+    pool = [frames[i] for i in order[n_val:n_val + n_pool]]
     workdir.mkdir(parents=True, exist_ok=True)
     write(workdir / "pool.extxyz", pool, format="extxyz")
-    return workdir / "pool.extxyz", val
+    return workdir / "pool.extxyz", val, pool
 
 
 def _entry(item) -> Dict[str, Any]:
@@ -82,14 +95,21 @@ def run_study(spec: Dict[str, Any], outdir: Path, log=print) -> List[Dict[str, A
     from .training import CONFIG_DIR, read_val_metrics, run_nequip_train
 
     outdir = Path(outdir).resolve()
-    pool, val = split(spec, outdir / "data")
-    log(f"study {spec['name']}: {len(val)} held-out validation frames, pool {pool}")
+    pool, val, pool_frames = split(spec, outdir / "data")
+    train_eval = pool_frames[: int(spec["train_eval_frames"])]
+    log(f"study {spec['name']}: {len(pool_frames)} frames for training ({pool}), {len(val)} held-out validation frames")
+    done = _finished_runs(outdir)
     rows = []
     runs = [(_entry(c), s) for c in spec["configs"] for s in spec["seeds"]]
     for k, (entry, seed) in enumerate(runs, 1):
         name, config = entry["name"], entry["config"]
         cfg_dir, cfg_name = (Path(config).resolve().parent, Path(config).stem) if config.endswith(".yaml") else (CONFIG_DIR, config)
         run_dir = outdir / "runs" / f"{name}_seed{seed}"
+        if (name, seed) in done:
+            rows.append(done[(name, seed)])
+            log(f"[{k}/{len(runs)}] {name} seed {seed}: already done, reused ({done[(name, seed)]['status']})")
+            continue
+        log(f"[{k}/{len(runs)}] {name} seed {seed}: training ({spec['max_epochs']} epochs) in {run_dir}")
         row: Dict[str, Any] = {"config": name, "seed": seed, "status": "ok"}
         t0 = time.time()
         try:
@@ -106,6 +126,7 @@ def run_study(spec: Dict[str, Any], outdir: Path, log=print) -> List[Dict[str, A
             if not all(np.isfinite(e) for e in pred["energy"]):
                 raise FloatingPointError("the saved model predicts NaN/inf")
             row.update(errors(val, pred))
+            row.update({f"train_{k}": v for k, v in errors(train_eval, predict(model, train_eval)).items()})
             row["checkpoint"] = str(run_dir / "best.ckpt")
             log(f"[{k}/{len(runs)}] {name} seed {seed}: energy MAE {row['energy_mae_meV_per_atom']:.3f} meV/atom, "
                 f"force MAE {row['force_mae_meV_per_A']:.2f} meV/Å, {row['train_seconds']:.0f} s")
@@ -116,8 +137,27 @@ def run_study(spec: Dict[str, Any], outdir: Path, log=print) -> List[Dict[str, A
             row.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:500], train_seconds=time.time() - t0)
             log(f"[{k}/{len(runs)}] {name} seed {seed}: FAILED {row['error'][:200]}")
         rows.append(row)
+        write_report(spec, rows, val, outdir, plots=False)  # a partial report survives an interrupted study
     write_report(spec, rows, val, outdir)
     return rows
+
+
+def _finished_runs(outdir: Path) -> Dict[Any, Dict[str, Any]]:
+    """Rows of an earlier (interrupted) study in outdir whose checkpoint still exists."""
+    path = outdir / "study.json"
+    if not path.exists():
+        return {}
+    rows = json.loads(path.read_text())["runs"]
+    return {(r["config"], r["seed"]): r for r in rows
+            if r["status"] != "ok" or Path(r.get("checkpoint", "")).is_file()}
+
+
+def force_ratio_spread(rows, config: str, baseline: str) -> float:
+    """Standard deviation over seeds of force MAE(config) / force MAE(baseline), pairing equal seeds."""
+    base = {r["seed"]: r["force_mae_meV_per_A"] for r in rows if r["config"] == baseline and r["status"] == "ok"}
+    ratios = [r["force_mae_meV_per_A"] / base[r["seed"]] for r in rows
+              if r["config"] == config and r["status"] == "ok" and r["seed"] in base]
+    return float(np.std(ratios, ddof=1)) if len(ratios) > 1 else 0.0
 
 
 def summary(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -126,15 +166,16 @@ def summary(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         ok = [r for r in rows if r["config"] == name and r["status"] == "ok"]
         entry = {"config": name, "runs": sum(r["config"] == name for r in rows), "ok": len(ok),
                  "status": ", ".join(sorted({r["status"] for r in rows if r["config"] == name}))}
-        for key in ("energy_mae_meV_per_atom", "force_mae_meV_per_A", "train_seconds", "parameters"):
-            values = np.array([r[key] for r in ok], dtype=float)
+        for key in ("energy_mae_meV_per_atom", "force_mae_meV_per_A", "train_energy_mae_meV_per_atom",
+                    "train_force_mae_meV_per_A", "train_seconds", "parameters"):
+            values = np.array([r.get(key, np.nan) for r in ok], dtype=float)
             entry[key] = float(values.mean()) if len(values) else float("nan")
             entry[key + "_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
         out.append(entry)
     return out
 
 
-def write_report(spec, rows, val, outdir: Path) -> None:
+def write_report(spec, rows, val, outdir: Path, plots: bool = True) -> None:
     import matplotlib
 
     from .evaluation import load_checkpoint_model, parity_plot, predict
@@ -149,17 +190,26 @@ def write_report(spec, rows, val, outdir: Path) -> None:
              f"Data: `{spec['data']}`; {len(val)} held-out validation frames (split seed {spec['split_seed']}); "
              f"{spec['max_epochs']} epochs; seeds {spec['seeds']}. Errors from evaluating each saved best model on the "
              "held-out set; mean ± standard deviation over seeds.", "",
-             "| configuration | energy MAE (meV/atom) | force MAE (meV/Å) | force MAE / MLP | train time (s) | parameters | runs ok | status |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| configuration | energy MAE (meV/atom) val | force MAE (meV/Å) val | force MAE / MLP | "
+             "energy MAE train | force MAE train | train time (s) | parameters | runs ok | status |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for t in table:
-        ratio = f"{t['force_mae_meV_per_A'] / mlp['force_mae_meV_per_A']:.3f}" if mlp and t["ok"] else "-"
+        ratio = "-"
+        if mlp and t["ok"]:
+            ratio = f"{t['force_mae_meV_per_A'] / mlp['force_mae_meV_per_A']:.3f}"
+            spread = force_ratio_spread(rows, t["config"], mlp["config"])
+            ratio += f" ± {spread:.3f}" if spread else ""
         lines.append(f"| {t['config']} | {t['energy_mae_meV_per_atom']:.3f} ± {t['energy_mae_meV_per_atom_std']:.3f} | "
                      f"{t['force_mae_meV_per_A']:.2f} ± {t['force_mae_meV_per_A_std']:.2f} | {ratio} | "
+                     f"{t['train_energy_mae_meV_per_atom']:.3f} | {t['train_force_mae_meV_per_A']:.2f} | "
                      f"{t['train_seconds']:.0f} | {t['parameters']:.0f} | {t['ok']}/{t['runs']} | {t['status']} |")
+    lines += ["", f"Training-set errors: the first {spec['train_eval_frames']} frames of the training pool. "
+              "Force MAE / MLP: ratio of the seed means; ± is the standard deviation of the per-seed ratios "
+              "(same seed, same split)."]
     (outdir / "report.md").write_text("\n".join(lines) + "\n")
 
     ok = [t for t in table if t["ok"]]
-    if ok:
+    if ok and plots:
         fig, axes = plt.subplots(1, 2, figsize=(max(6, 1.6 * len(ok) + 3), 4))
         for ax, key, label in ((axes[0], "energy_mae_meV_per_atom", "energy MAE (meV/atom)"),
                                (axes[1], "force_mae_meV_per_A", "force MAE (meV/Å)")):
