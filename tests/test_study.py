@@ -62,3 +62,13 @@ def test_study_file_errors(tmp_path, capsys):
     (tmp_path / "s.yaml").write_text("name: x\ndata: d.extxyz\nconfigs: [allegro_mlp]\nvalidation_frames: 2\npool_frames: 3\n")
     assert main(["study", str(tmp_path / "s.yaml"), "-o", str(tmp_path / "r")]) == 2
     assert "5 > 4 frames" in capsys.readouterr().err
+
+
+def test_blow_up_flags_runs_that_left_the_basin():
+    from kan_mlip.study import BLOW_UP, _blow_up
+
+    learning = [{"forces_mae": 0.4}, {"forces_mae": 0.1}, {"forces_mae": 0.02}]
+    assert _blow_up(learning) == {}
+    spike = [{"forces_mae": 0.4}, {"forces_mae": 0.4 * BLOW_UP * 1.01}, {"forces_mae": 0.3}]
+    flagged = _blow_up(spike)
+    assert flagged["status"] == "unstable" and "rose from 400.0" in flagged["error"]

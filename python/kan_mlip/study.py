@@ -34,6 +34,8 @@ from typing import Any, Dict, List
 import numpy as np
 import yaml
 
+EVALUATED = ("ok", "unstable")  # runs with a saved model and held-out errors
+
 DEFAULTS = {"validation_fraction": 0.1, "validation_frames": None, "pool_frames": None, "train_eval_frames": 100,
             "seeds": [1], "max_epochs": 5, "overrides": [], "split_seed": 0}
 
@@ -106,6 +108,8 @@ def run_study(spec: Dict[str, Any], outdir: Path, log=print) -> List[Dict[str, A
         cfg_dir, cfg_name = (Path(config).resolve().parent, Path(config).stem) if config.endswith(".yaml") else (CONFIG_DIR, config)
         run_dir = outdir / "runs" / f"{name}_seed{seed}"
         if (name, seed) in done:
+            if done[(name, seed)]["status"] == "ok":
+                done[(name, seed)].update(_blow_up(read_val_metrics(run_dir)))
             rows.append(done[(name, seed)])
             log(f"[{k}/{len(runs)}] {name} seed {seed}: already done, reused ({done[(name, seed)]['status']})")
             continue
@@ -120,6 +124,7 @@ def run_study(spec: Dict[str, Any], outdir: Path, log=print) -> List[Dict[str, A
             metrics = read_val_metrics(run_dir)
             if any(not math.isfinite(v) for m in metrics[1:] for v in m.values()):
                 raise FloatingPointError("validation metrics became NaN/inf during training")
+            row.update(_blow_up(metrics))
             model = load_checkpoint_model(run_dir / "best.ckpt")
             row["parameters"] = sum(p.numel() for p in model.parameters())
             pred = predict(model, val)
@@ -129,7 +134,8 @@ def run_study(spec: Dict[str, Any], outdir: Path, log=print) -> List[Dict[str, A
             row.update({f"train_{k}": v for k, v in errors(train_eval, predict(model, train_eval)).items()})
             row["checkpoint"] = str(run_dir / "best.ckpt")
             log(f"[{k}/{len(runs)}] {name} seed {seed}: energy MAE {row['energy_mae_meV_per_atom']:.3f} meV/atom, "
-                f"force MAE {row['force_mae_meV_per_A']:.2f} meV/Å, {row['train_seconds']:.0f} s")
+                f"force MAE {row['force_mae_meV_per_A']:.2f} meV/Å, {row['train_seconds']:.0f} s"
+                + (f" -- UNSTABLE: {row['error']}" if row["status"] == "unstable" else ""))
         except FloatingPointError as exc:
             row.update(status="diverged", error=str(exc), train_seconds=time.time() - t0)
             log(f"[{k}/{len(runs)}] {name} seed {seed}: DIVERGED ({exc})")
@@ -142,6 +148,19 @@ def run_study(spec: Dict[str, Any], outdir: Path, log=print) -> List[Dict[str, A
     return rows
 
 
+BLOW_UP = 10.0  # validation force MAE above this multiple of the untrained model's: training blew up
+
+
+def _blow_up(metrics: List[Dict[str, float]]) -> Dict[str, Any]:
+    """'unstable' when the validation force MAE rose above BLOW_UP x its pre-training value (finite, but
+    the run left the basin: its numbers are reported, not plotted as a result)."""
+    start, worst = metrics[0]["forces_mae"], max(m["forces_mae"] for m in metrics[1:])
+    if worst > BLOW_UP * start:
+        return {"status": "unstable", "error": f"validation force MAE rose from {1e3 * start:.1f} to {1e3 * worst:.1f} meV/Å "
+                                               f"during training (> {BLOW_UP:g}x)"}
+    return {}
+
+
 def _finished_runs(outdir: Path) -> Dict[Any, Dict[str, Any]]:
     """Rows of an earlier (interrupted) study in outdir whose checkpoint still exists."""
     path = outdir / "study.json"
@@ -149,21 +168,21 @@ def _finished_runs(outdir: Path) -> Dict[Any, Dict[str, Any]]:
         return {}
     rows = json.loads(path.read_text())["runs"]
     return {(r["config"], r["seed"]): r for r in rows
-            if r["status"] != "ok" or Path(r.get("checkpoint", "")).is_file()}
+            if r["status"] not in EVALUATED or Path(r.get("checkpoint", "")).is_file()}
 
 
 def force_ratio_spread(rows, config: str, baseline: str) -> float:
     """Standard deviation over seeds of force MAE(config) / force MAE(baseline), pairing equal seeds."""
-    base = {r["seed"]: r["force_mae_meV_per_A"] for r in rows if r["config"] == baseline and r["status"] == "ok"}
+    base = {r["seed"]: r["force_mae_meV_per_A"] for r in rows if r["config"] == baseline and r["status"] in EVALUATED}
     ratios = [r["force_mae_meV_per_A"] / base[r["seed"]] for r in rows
-              if r["config"] == config and r["status"] == "ok" and r["seed"] in base]
+              if r["config"] == config and r["status"] in EVALUATED and r["seed"] in base]
     return float(np.std(ratios, ddof=1)) if len(ratios) > 1 else 0.0
 
 
 def summary(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     out = []
     for name in dict.fromkeys(r["config"] for r in rows):
-        ok = [r for r in rows if r["config"] == name and r["status"] == "ok"]
+        ok = [r for r in rows if r["config"] == name and r["status"] in EVALUATED]
         entry = {"config": name, "runs": sum(r["config"] == name for r in rows), "ok": len(ok),
                  "status": ", ".join(sorted({r["status"] for r in rows if r["config"] == name}))}
         for key in ("energy_mae_meV_per_atom", "force_mae_meV_per_A", "train_energy_mae_meV_per_atom",
@@ -185,16 +204,20 @@ def write_report(spec, rows, val, outdir: Path, plots: bool = True) -> None:
 
     table = summary(rows)
     (outdir / "study.json").write_text(json.dumps({"spec": spec, "runs": rows, "summary": table}, indent=1, default=str))
-    mlp = next((t for t in table if "mlp" in t["config"] and t["ok"]), None)
+    def baseline(name: str):  # the MLP run of the same model family (allegro_*, nequip_*), else the first MLP
+        mlps = [t for t in table if "mlp" in t["config"] and t["ok"]]
+        same = [t for t in mlps if t["config"].split("_")[0] == name.split("_")[0]]
+        return (same or mlps or [None])[0]
+
     lines = [f"# Study {spec['name']}", "",
              f"Data: `{spec['data']}`; {len(val)} held-out validation frames (split seed {spec['split_seed']}); "
              f"{spec['max_epochs']} epochs; seeds {spec['seeds']}. Errors from evaluating each saved best model on the "
              "held-out set; mean ± standard deviation over seeds.", "",
-             "| configuration | energy MAE (meV/atom) val | force MAE (meV/Å) val | force MAE / MLP | "
-             "energy MAE train | force MAE train | train time (s) | parameters | runs ok | status |",
+             "| configuration | energy MAE (meV/atom) val | force MAE (meV/Å) val | force MAE / its MLP | "
+             "energy MAE train | force MAE train | train time (s) | parameters | runs evaluated | status |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for t in table:
-        ratio = "-"
+        ratio, mlp = "-", baseline(t["config"])
         if mlp and t["ok"]:
             ratio = f"{t['force_mae_meV_per_A'] / mlp['force_mae_meV_per_A']:.3f}"
             spread = force_ratio_spread(rows, t["config"], mlp["config"])
@@ -204,11 +227,16 @@ def write_report(spec, rows, val, outdir: Path, plots: bool = True) -> None:
                      f"{t['train_energy_mae_meV_per_atom']:.3f} | {t['train_force_mae_meV_per_A']:.2f} | "
                      f"{t['train_seconds']:.0f} | {t['parameters']:.0f} | {t['ok']}/{t['runs']} | {t['status']} |")
     lines += ["", f"Training-set errors: the first {spec['train_eval_frames']} frames of the training pool. "
-              "Force MAE / MLP: ratio of the seed means; ± is the standard deviation of the per-seed ratios "
-              "(same seed, same split)."]
+              "Force MAE / its MLP: ratio of the seed means to the MLP of the same model family (allegro_*, nequip_*); "
+              "± is the standard deviation of the per-seed ratios (same seed, same split). "
+              f"Status 'unstable': the validation force MAE rose above {BLOW_UP:g}x its untrained value during "
+              "training; such rows are listed but not plotted."]
+    notes = [r for r in rows if r["status"] != "ok"]
+    if notes:
+        lines += ["", "Runs not ok:", ""] + [f"- {r['config']} seed {r['seed']}: {r['status']}: {r.get('error', '')}" for r in notes]
     (outdir / "report.md").write_text("\n".join(lines) + "\n")
 
-    ok = [t for t in table if t["ok"]]
+    ok = [t for t in table if t["ok"] and t["status"] == "ok"]
     if ok and plots:
         fig, axes = plt.subplots(1, 2, figsize=(max(6, 1.6 * len(ok) + 3), 4))
         for ax, key, label in ((axes[0], "energy_mae_meV_per_atom", "energy MAE (meV/atom)"),
