@@ -5,7 +5,7 @@
 //              triangular scheme (The NURBS Book, A2.2) at degree order - d, raised to the d-th
 //              derivative by B'_{j,p} = p (B_{j,p-1}/(t_{j+p}-t_j) - B_{j+1,p-1}/(t_{j+p+1}-t_{j+1})).
 //   gaussian : exp(-z^2), z = (x - c_k) s;  d^d/dx^d = (-s)^d H_d(z) exp(-z^2)  (Hermite H_d).
-//              Blocks of rows go through one vectorised exp.
+//              Blocks of rows go through one vectorised exp; values below exp(flush_arg()) are 0.
 //   fourier  : [cos(f x), sin(f x)] over frequencies f;  d-th derivative = f^d (cos|sin)(f x + d pi/2).
 //              Frequencies 1..K/2 (the default): two trig calls per input and angle addition.
 #pragma once
@@ -61,6 +61,10 @@ template <typename T> struct Basis {
       for (int64_t k = 0; k < K / 2; k++) fourier_harmonic = fourier_harmonic && grid[k] == T(k + 1);
     }
   }
+
+  // exp arguments below this give exact zeros: exp(-500) ~ 7e-218, exp(-60) ~ 9e-27 (float32), far
+  // above the subnormal range even after products with coefficients and Hermite factors
+  static T flush_arg() { return sizeof(T) == 8 ? T(-500) : T(-60); }
 
   // spacings equal to this relative tolerance count as uniform (rounding of arange / linspace)
   static T uniform_tol() { return sizeof(T) == 8 ? T(1e-10) : T(1e-5); }
@@ -198,10 +202,14 @@ template <typename T> struct Basis {
           T *p = phi + (r * in + i) * K;
           for (int64_t k = 0; k < K; k++) {
             const T z = (xi - c[k]) * s;
-            p[k] = -z * z;
+            p[k] = std::max(-z * z, flush_arg());
           }
         }
       exp_fn(phi, phi, rows * in * K);
+      // exact zeros far from a centre: subnormal values would make exp and the GEMM after it several
+      // times slower (measured 2-3x at inputs a few grid widths out)
+      const T floor_value = std::exp(flush_arg());
+      for (int64_t e = 0; e < rows * in * K; e++) phi[e] = phi[e] <= floor_value ? T(0) : phi[e];
       if (deriv == 0) return;
       for (int64_t r = 0; r < rows; r++)
         for (int64_t i = 0; i < in; i++) {
