@@ -189,46 +189,72 @@ template <typename T> struct Basis {
   // every (n, i) has all K functions: gaussian and fourier (B-splines have order + 1 nonzero ones)
   bool dense() const { return kind != BSPLINE; }
 
+  // gaussian rows for eval_rows; KC > 0: K known at compile time
+  template <int KC, typename ExpFn> void gaussian_rows(const T *x, int64_t rows, T *phi, ExpFn exp_fn) const
+  {
+    const int64_t Kc = KC > 0 ? KC : K, n = rows * in;
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t i = 0; i < in; i++) {
+        const T *c = grid + i * grid_stride;
+        const T xi = x[r * in + i], s = aux[i * aux_stride];
+        T *p = phi + (r * in + i) * Kc;
+        for (int64_t k = 0; k < Kc; k++) {
+          const T z = (xi - c[k]) * s;
+          p[k] = std::max(-z * z, flush_arg());
+        }
+      }
+    exp_fn(phi, phi, n * Kc);
+    // exact zeros far from a centre: subnormal values would make exp and the GEMM after it several
+    // times slower (measured 2-3x at inputs a few grid widths out); then (-s)^d H_d(z) for derivatives
+    const T floor_value = std::exp(flush_arg());
+    if (deriv == 0) {
+      for (int64_t e = 0; e < n * Kc; e++) phi[e] = phi[e] <= floor_value ? T(0) : phi[e];
+      return;
+    }
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t i = 0; i < in; i++) {
+        const T *c = grid + i * grid_stride;
+        const T xi = x[r * in + i], s = aux[i * aux_stride];
+        T scale = T(1);
+        for (int64_t j = 0; j < deriv; j++) scale *= -s;
+        T *p = phi + (r * in + i) * Kc;
+        if (deriv == 1) {    // forces: -2 s z e^{-z^2}; straight-line code the compiler vectorises
+          for (int64_t k = 0; k < Kc; k++) {
+            const T z = (xi - c[k]) * s;
+            p[k] = p[k] <= floor_value ? T(0) : p[k] * (scale * T(2)) * z;
+          }
+          continue;
+        }
+        if (deriv == 2) {    // force training: s^2 (4 z^2 - 2) e^{-z^2}
+          for (int64_t k = 0; k < Kc; k++) {
+            const T z = (xi - c[k]) * s;
+            p[k] = p[k] <= floor_value ? T(0) : p[k] * scale * (T(4) * z * z - T(2));
+          }
+          continue;
+        }
+        for (int64_t k = 0; k < Kc; k++) {
+          const T z = (xi - c[k]) * s;
+          T h_prev = T(1), hd = T(2) * z;    // Hermite H_0, H_1
+          for (int64_t m = 1; m < deriv; m++) {
+            const T h_next = T(2) * z * hd - T(2 * m) * h_prev;
+            h_prev = hd;
+            hd = h_next;
+          }
+          p[k] = p[k] <= floor_value ? T(0) : p[k] * scale * hd;
+        }
+      }
+  }
+
   // ---- dense bases straight into the row-major block BLAS contracts: phi[(r * in + i) * K + k] for
   // rows [0, rows) of x (row-major, x[r * in + i]); no transpose, every write contiguous ----
   template <typename ExpFn, typename SinCosFn>
   void eval_rows(const T *x, int64_t rows, T *phi, T *sc, T *ss, ExpFn exp_fn, SinCosFn sincos_fn) const
   {
     if (kind == GAUSSIAN) {
-      for (int64_t r = 0; r < rows; r++)
-        for (int64_t i = 0; i < in; i++) {
-          const T *c = grid + i * grid_stride;
-          const T xi = x[r * in + i], s = aux[i * aux_stride];
-          T *p = phi + (r * in + i) * K;
-          for (int64_t k = 0; k < K; k++) {
-            const T z = (xi - c[k]) * s;
-            p[k] = std::max(-z * z, flush_arg());
-          }
-        }
-      exp_fn(phi, phi, rows * in * K);
-      // exact zeros far from a centre: subnormal values would make exp and the GEMM after it several
-      // times slower (measured 2-3x at inputs a few grid widths out)
-      const T floor_value = std::exp(flush_arg());
-      for (int64_t e = 0; e < rows * in * K; e++) phi[e] = phi[e] <= floor_value ? T(0) : phi[e];
-      if (deriv == 0) return;
-      for (int64_t r = 0; r < rows; r++)
-        for (int64_t i = 0; i < in; i++) {
-          const T *c = grid + i * grid_stride;
-          const T xi = x[r * in + i], s = aux[i * aux_stride];
-          T scale = T(1);
-          for (int64_t j = 0; j < deriv; j++) scale *= -s;
-          T *p = phi + (r * in + i) * K;
-          for (int64_t k = 0; k < K; k++) {
-            const T z = (xi - c[k]) * s;
-            T h_prev = T(1), hd = T(2) * z;    // Hermite H_0, H_1
-            for (int64_t n = 1; n < deriv; n++) {
-              const T h_next = T(2) * z * hd - T(2 * n) * h_prev;
-              h_prev = hd;
-              hd = h_next;
-            }
-            p[k] *= scale * hd;
-          }
-        }
+      if (K == 8)    // the default grid: a compile-time width, so each (n, i) is one or two SIMD vectors
+        gaussian_rows<8>(x, rows, phi, exp_fn);
+      else
+        gaussian_rows<0>(x, rows, phi, exp_fn);
       return;
     }
     // FOURIER

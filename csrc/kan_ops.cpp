@@ -233,21 +233,37 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
     const Tensor cP = gemm ? Tensor() : padded_coeff(coeff_, C);
     const Tensor c2 = gemm ? coeff_.detach().contiguous().view({out, L.in * L.K}) : Tensor();
     const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = gemm ? nullptr : cP.data_ptr<scalar_t>();
-    const scalar_t *g_p = g.data_ptr<scalar_t>();
+    const scalar_t *g_p = g.data_ptr<scalar_t>(), *cd_p = gemm ? c2.data_ptr<scalar_t>() : nullptr;
     scalar_t *z_p = z.data_ptr<scalar_t>();
     at::parallel_for(0, (L.N + R - 1) / R, 1, [&](int64_t b0, int64_t b1) {
       Block<scalar_t> blk(basis, L.in, R, x.options());
       Tensor phi = gemm ? at::empty({R, L.in * L.K}, x.options()) : Tensor();
-      Tensor m = gemm ? at::empty({R, L.in * L.K}, x.options()) : Tensor();
+      Tensor m = gemm && out >= GEMM_MIN_OUT ? at::empty({R, L.in * L.K}, x.options()) : Tensor();
       std::vector<scalar_t> zT(gemm ? 0 : L.in * R);
       for (int64_t b = b0; b < b1; b++) {
         const int64_t n0 = b * R, rows = std::min(R, L.N - n0);
         if (gemm) {
           // m[r, i*K + k] = sum_o g[n, o] c[o, i, k], then z[n, i] = sum_k phi[r, i*K + k] m[r, i*K + k]
           blk.dense(x_p, nullptr, n0, rows, phi.data_ptr<scalar_t>());
+          const scalar_t *f_p = phi.data_ptr<scalar_t>();
+          if (out < GEMM_MIN_OUT) {    // narrow output (dense basis): z[n, i] = sum_o g[n, o] <phi[r, i, :], c[o, i, :]>
+            for (int64_t r = 0; r < rows; r++)
+              for (int64_t i = 0; i < L.in; i++) {
+                const scalar_t *f = f_p + (r * L.in + i) * L.K;
+                scalar_t acc = 0;
+                for (int64_t o = 0; o < out; o++) {
+                  const scalar_t *c = cd_p + (o * L.in + i) * L.K;
+                  scalar_t dot = 0;
+                  for (int64_t k = 0; k < L.K; k++) dot += f[k] * c[k];
+                  acc += g_p[(n0 + r) * out + o] * dot;
+                }
+                z_p[(n0 + r) * L.in + i] = acc;
+              }
+            continue;
+          }
           Tensor m_rows = m.narrow(0, 0, rows);
           at::mm_out(m_rows, g.narrow(0, n0, rows), c2);
-          const scalar_t *m_p = m.data_ptr<scalar_t>(), *f_p = phi.data_ptr<scalar_t>();
+          const scalar_t *m_p = m.data_ptr<scalar_t>();
           for (int64_t e = 0; e < rows * L.in; e++) {
             scalar_t acc = 0;
             for (int64_t k = 0; k < L.K; k++) acc += f_p[e * L.K + k] * m_p[e * L.K + k];
