@@ -64,8 +64,13 @@ Basis<T> make_basis(const Layout &L, const Tensor &grid, const Tensor &aux, int6
                   aux.numel() ? aux.data_ptr<T>() : nullptr, L.aux_stride);
 }
 
-constexpr int64_t ROWS = 128;    // rows per block (and per parallel task)
 constexpr int64_t MAX_COUNT = 64;
+
+// Rows per block (and per parallel task): the dense (rows, in * K) basis block stays in L2
+int64_t block_rows(int64_t in, int64_t K, int64_t elem_size)
+{
+  return std::min<int64_t>(256, std::max<int64_t>(8, (128 << 10) / (elem_size * std::max<int64_t>(1, in * K))));
+}
 
 // c[o, i, k] -> cP[i, C + k, o]: o contiguous, and C zero rows on both sides of k so that every
 // first + j a block reports (first in [-order, K]) indexes memory without a bounds check
@@ -77,57 +82,75 @@ Tensor padded_coeff(const Tensor &coeff, int64_t C)
   return p;
 }
 
+// Narrow B-spline contractions (out < GEMM_MIN_OUT) use only each element's order + 1 nonzero
+// functions; dense bases, and wide outputs, go through BLAS on a dense block.
+constexpr int64_t GEMM_MIN_OUT = 8;
+
+bool use_gemm(int64_t kind, int64_t out) { return kind != BSPLINE || out >= GEMM_MIN_OUT; }
+
 // Per-task scratch and block evaluation of the basis for rows [n0, n0 + rows)
 template <typename T> struct Block {
   const Basis<T> &basis;
-  int64_t in, C;
-  std::vector<T> xT, V, s1, s2, s3, s4;
+  int64_t in, K, C, R;
+  std::vector<T> xT, V, s1, s2;    // B-splines: input-major copy of x, values, scratch
   std::vector<int64_t> first;
   at::TensorOptions opts;
 
-  Block(const Basis<T> &b, int64_t in_, at::TensorOptions o)
-      : basis(b), in(in_), C(b.count()), xT(in_ * ROWS), V(std::max<int64_t>(1, in_ * b.count() * ROWS)),
-        s1(in_ * ROWS), s2(in_ * ROWS), s3(in_ * ROWS), s4(in_ * ROWS), first(in_ * ROWS), opts(o)
+  Block(const Basis<T> &b, int64_t in_, int64_t R_, at::TensorOptions o)
+      : basis(b), in(in_), K(b.K), C(b.count()), R(R_), xT(b.dense() ? 0 : in_ * R_),
+        V(b.dense() ? 0 : std::max<int64_t>(1, in_ * b.count() * R_)), s1(in_ * R_), s2(in_ * R_),
+        first(b.dense() ? 0 : in_ * R_), opts(o)
   {
   }
 
+  // structure of arrays, input-major (B-splines): V[(i * C + j) * rows + r], first[i * rows + r]
   void evaluate(const T *x, int64_t n0, int64_t rows)
   {
     for (int64_t r = 0; r < rows; r++)
       for (int64_t i = 0; i < in; i++) xT[i * rows + r] = x[(n0 + r) * in + i];
-    auto wrap = [&](T *p, int64_t n) { return at::from_blob(p, {n}, opts); };
-    auto exp_fn = [&](T *src, T *dst, int64_t n) {
-      at::Tensor out = wrap(dst, n);
-      at::exp_out(out, wrap(src, n));    // ATen's vectorised exp
-    };
-    auto sincos_fn = [&](const T *src, T *c, T *s, int64_t n) {
-      const at::Tensor a = wrap(const_cast<T *>(src), n);
-      at::Tensor co = wrap(c, n), so = wrap(s, n);
-      at::cos_out(co, a);
-      at::sin_out(so, a);
-    };
-    basis.eval_block(xT.data(), rows, V.data(), first.data(), s1.data(), s2.data(), s3.data(), s4.data(), exp_fn,
-                     sincos_fn);
+    basis.eval_block(xT.data(), rows, V.data(), first.data(), s1.data(), s2.data());
   }
-  T value(int64_t i, int64_t j, int64_t r, int64_t rows) const { return V[(i * C + j) * rows + r]; }
-};
 
-// For wide outputs BLAS wins: scatter a block's values into a dense (rows, in * K) matrix
-constexpr int64_t GEMM_MIN_OUT = 8;
-
-template <typename T> void densify(const Block<T> &blk, int64_t in, int64_t K, int64_t rows, const T *w, int64_t n0, T *phi)
-{
-  std::fill(phi, phi + rows * in * K, T(0));
-  for (int64_t i = 0; i < in; i++)
-    for (int64_t j = 0; j < blk.C; j++) {
-      const T *V = blk.V.data() + (i * blk.C + j) * rows;
-      const int64_t *first = blk.first.data() + i * rows;
-      for (int64_t r = 0; r < rows; r++) {
-        const int64_t k = first[r] + j;
-        if (k >= 0 && k < K) phi[(r * in + i) * K + k] = w ? V[r] * w[(n0 + r) * in + i] : V[r];
-      }
+  // row-major dense block phi[r, i * K + k] = w[n, i] phi_k(x[n, i]), what BLAS contracts
+  void dense(const T *x, const T *w, int64_t n0, int64_t rows, T *phi)
+  {
+    if (basis.dense()) {
+      auto wrap = [&](const T *p, int64_t n) { return at::from_blob(const_cast<T *>(p), {n}, opts); };
+      basis.eval_rows(
+          x + n0 * in, rows, phi, s1.data(), s2.data(),
+          [&](const T *src, T *dst, int64_t n) {    // ATen's vectorised exp, sin, cos
+            at::Tensor o = wrap(dst, n);
+            at::exp_out(o, wrap(src, n));
+          },
+          [&](const T *src, T *c, T *s, int64_t n) {
+            at::Tensor co = wrap(c, n), so = wrap(s, n);
+            at::cos_out(co, wrap(src, n));
+            at::sin_out(so, wrap(src, n));
+          });
+    } else {
+      evaluate(x, n0, rows);
+      std::fill(phi, phi + rows * in * K, T(0));
+      for (int64_t r = 0; r < rows; r++)    // row-major writes; V's C * in read streams stay in L1
+        for (int64_t i = 0; i < in; i++) {
+          const int64_t f = first[i * rows + r];
+          if (f == K) continue;
+          T *p = phi + (r * in + i) * K;
+          const T *v = V.data() + i * C * rows + r;
+          for (int64_t j = 0; j < C; j++) {
+            const int64_t k = f + j;
+            if (k >= 0 && k < K) p[k] = v[j * rows];
+          }
+        }
     }
-}
+    if (w)
+      for (int64_t r = 0; r < rows; r++)
+        for (int64_t i = 0; i < in; i++) {
+          const T wi = w[(n0 + r) * in + i];
+          T *p = phi + (r * in + i) * K;
+          for (int64_t k = 0; k < K; k++) p[k] *= wi;
+        }
+  }
+};
 
 Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::optional<Tensor> &w_, const Tensor &grid_,
                        const Tensor &aux_, int64_t kind, int64_t order, int64_t deriv)
@@ -139,28 +162,29 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
               "kan_mlip::kan_forward: coeff must be (out, ", L.in, ", ", L.K, "), got ", coeff_.sizes());
   TORCH_CHECK(L.K <= MAX_COUNT, "kan_mlip: at most ", MAX_COUNT, " basis functions per input, got ", L.K);
   const int64_t out = coeff_.size(0);
+  const bool gemm = use_gemm(kind, out);
   const Tensor w = w_.has_value() && w_->defined() ? w_->contiguous() : Tensor();
   Tensor y = at::zeros({L.N, out}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kan_forward", [&] {
     const Basis<scalar_t> basis = make_basis<scalar_t>(L, grid, aux, kind, order, deriv);
-    const int64_t C = basis.count(), KP = L.K + 2 * C + 1;
-    const Tensor cP = padded_coeff(coeff_, C);
-    const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = cP.data_ptr<scalar_t>();
+    const int64_t C = basis.count(), KP = L.K + 2 * C + 1, R = block_rows(L.in, L.K, sizeof(scalar_t));
+    const Tensor cP = gemm ? Tensor() : padded_coeff(coeff_, C);
+    const Tensor c2t = gemm ? coeff_.detach().contiguous().view({out, L.in * L.K}).t() : Tensor();
+    const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = gemm ? nullptr : cP.data_ptr<scalar_t>();
     const scalar_t *w_p = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
     scalar_t *y_p = y.data_ptr<scalar_t>();
-    const Tensor c2t = coeff_.contiguous().view({out, L.in * L.K}).t();
-    at::parallel_for(0, (L.N + ROWS - 1) / ROWS, 1, [&](int64_t b0, int64_t b1) {
-      Block<scalar_t> blk(basis, L.in, x.options());
-      Tensor phi = out >= GEMM_MIN_OUT ? at::empty({ROWS, L.in * L.K}, x.options()) : Tensor();
+    at::parallel_for(0, (L.N + R - 1) / R, 1, [&](int64_t b0, int64_t b1) {
+      Block<scalar_t> blk(basis, L.in, R, x.options());
+      Tensor phi = gemm ? at::empty({R, L.in * L.K}, x.options()) : Tensor();
       for (int64_t b = b0; b < b1; b++) {
-        const int64_t n0 = b * ROWS, rows = std::min(ROWS, L.N - n0);
-        blk.evaluate(x_p, n0, rows);
-        if (out >= GEMM_MIN_OUT) {
-          densify(blk, L.in, L.K, rows, w_p, n0, phi.data_ptr<scalar_t>());
+        const int64_t n0 = b * R, rows = std::min(R, L.N - n0);
+        if (gemm) {
+          blk.dense(x_p, w_p, n0, rows, phi.data_ptr<scalar_t>());
           Tensor y_rows = y.narrow(0, n0, rows);
           at::mm_out(y_rows, phi.narrow(0, 0, rows), c2t);
           continue;
         }
+        blk.evaluate(x_p, n0, rows);
         scalar_t *yb = y_p + n0 * out;
         for (int64_t i = 0; i < L.in; i++) {
           const int64_t *first = blk.first.data() + i * rows;
@@ -200,37 +224,54 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
   const int64_t out = coeff_.size(0);
   TORCH_CHECK(g_.dim() == 2 && g_.size(0) == L.N && g_.size(1) == out, "kan_mlip::kan_input_grad: grad_out must be (",
               L.N, ", ", out, "), got ", g_.sizes());
-  const Tensor g = g_.contiguous();
+  const bool gemm = use_gemm(kind, out);
+  const Tensor g = g_.detach().contiguous();    // BLAS out= calls below: no autograd in kernels
   Tensor z = at::empty({L.N, L.in}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kan_input_grad", [&] {
     const Basis<scalar_t> basis = make_basis<scalar_t>(L, grid, aux, kind, order, deriv);
-    const int64_t C = basis.count(), KP = L.K + 2 * C + 1;
-    const Tensor cP = padded_coeff(coeff_, C);
-    const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = cP.data_ptr<scalar_t>(), *g_p = g.data_ptr<scalar_t>();
+    const int64_t C = basis.count(), KP = L.K + 2 * C + 1, R = block_rows(L.in, L.K, sizeof(scalar_t));
+    const Tensor cP = gemm ? Tensor() : padded_coeff(coeff_, C);
+    const Tensor c2 = gemm ? coeff_.detach().contiguous().view({out, L.in * L.K}) : Tensor();
+    const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = gemm ? nullptr : cP.data_ptr<scalar_t>();
+    const scalar_t *g_p = g.data_ptr<scalar_t>(), *cd_p = gemm ? c2.data_ptr<scalar_t>() : nullptr;
     scalar_t *z_p = z.data_ptr<scalar_t>();
-    const Tensor c2 = coeff_.contiguous().view({out, L.in * L.K});
-    at::parallel_for(0, (L.N + ROWS - 1) / ROWS, 1, [&](int64_t b0, int64_t b1) {
-      Block<scalar_t> blk(basis, L.in, x.options());
-      std::vector<scalar_t> zT(L.in * ROWS);
+    at::parallel_for(0, (L.N + R - 1) / R, 1, [&](int64_t b0, int64_t b1) {
+      Block<scalar_t> blk(basis, L.in, R, x.options());
+      Tensor phi = gemm ? at::empty({R, L.in * L.K}, x.options()) : Tensor();
+      Tensor m = gemm && out >= GEMM_MIN_OUT ? at::empty({R, L.in * L.K}, x.options()) : Tensor();
+      std::vector<scalar_t> zT(gemm ? 0 : L.in * R);
       for (int64_t b = b0; b < b1; b++) {
-        const int64_t n0 = b * ROWS, rows = std::min(ROWS, L.N - n0);
-        blk.evaluate(x_p, n0, rows);
-        if (out >= GEMM_MIN_OUT) {
-          // m[r, i*K + k] = sum_o g[n, o] c[o, i, k], then z[r, i] = sum_j V m[r, i*K + first + j]
-          const Tensor m = at::mm(g.narrow(0, n0, rows), c2);
-          const scalar_t *m_p = m.data_ptr<scalar_t>();
-          for (int64_t r = 0; r < rows; r++)
-            for (int64_t i = 0; i < L.in; i++) {
-              const int64_t first = blk.first[i * rows + r];
-              scalar_t acc = 0;
-              for (int64_t j = 0; j < blk.C; j++) {
-                const int64_t k = first + j;
-                if (k >= 0 && k < L.K) acc += blk.value(i, j, r, rows) * m_p[(r * L.in + i) * L.K + k];
+        const int64_t n0 = b * R, rows = std::min(R, L.N - n0);
+        if (gemm) {
+          // m[r, i*K + k] = sum_o g[n, o] c[o, i, k], then z[n, i] = sum_k phi[r, i*K + k] m[r, i*K + k]
+          blk.dense(x_p, nullptr, n0, rows, phi.data_ptr<scalar_t>());
+          const scalar_t *f_p = phi.data_ptr<scalar_t>();
+          if (out < GEMM_MIN_OUT) {    // narrow output (dense basis): z[n, i] = sum_o g[n, o] <phi[r, i, :], c[o, i, :]>
+            for (int64_t r = 0; r < rows; r++)
+              for (int64_t i = 0; i < L.in; i++) {
+                const scalar_t *f = f_p + (r * L.in + i) * L.K;
+                scalar_t acc = 0;
+                for (int64_t o = 0; o < out; o++) {
+                  const scalar_t *c = cd_p + (o * L.in + i) * L.K;
+                  scalar_t dot = 0;
+                  for (int64_t k = 0; k < L.K; k++) dot += f[k] * c[k];
+                  acc += g_p[(n0 + r) * out + o] * dot;
+                }
+                z_p[(n0 + r) * L.in + i] = acc;
               }
-              z_p[(n0 + r) * L.in + i] = acc;
-            }
+            continue;
+          }
+          Tensor m_rows = m.narrow(0, 0, rows);
+          at::mm_out(m_rows, g.narrow(0, n0, rows), c2);
+          const scalar_t *m_p = m.data_ptr<scalar_t>();
+          for (int64_t e = 0; e < rows * L.in; e++) {
+            scalar_t acc = 0;
+            for (int64_t k = 0; k < L.K; k++) acc += f_p[e * L.K + k] * m_p[e * L.K + k];
+            z_p[n0 * L.in + e] = acc;
+          }
           continue;
         }
+        blk.evaluate(x_p, n0, rows);
         const scalar_t *gb = g_p + n0 * out;
         for (int64_t i = 0; i < L.in; i++) {
           const int64_t *first = blk.first.data() + i * rows;
@@ -269,31 +310,31 @@ Tensor kan_coeff_grad_cpu(const Tensor &x_, const Tensor &g_, const c10::optiona
               ", out), got ", g_.sizes());
   TORCH_CHECK(L.K <= MAX_COUNT, "kan_mlip: at most ", MAX_COUNT, " basis functions per input, got ", L.K);
   const int64_t out = g_.size(1);
-  const Tensor g = g_.contiguous();
+  const bool gemm = use_gemm(kind, out);
+  const Tensor g = g_.detach().contiguous();    // BLAS out= calls below: no autograd in kernels
   const Tensor w = w_.has_value() && w_->defined() ? w_->contiguous() : Tensor();
-  std::vector<Tensor> partial(at::get_num_threads());    // one padded (in, KP, out) sum per thread
+  std::vector<Tensor> partial(at::get_num_threads());    // one sum per thread: (out, in*K), or padded (in, KP, out)
   int64_t C = 0;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kan_coeff_grad", [&] {
     const Basis<scalar_t> basis = make_basis<scalar_t>(L, grid, aux, kind, order, deriv);
     C = basis.count();
-    const int64_t KP = L.K + 2 * C + 1;
+    const int64_t KP = L.K + 2 * C + 1, R = block_rows(L.in, L.K, sizeof(scalar_t));
     const scalar_t *x_p = x.data_ptr<scalar_t>(), *g_p = g.data_ptr<scalar_t>();
     const scalar_t *w_p = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
-    const bool gemm = out >= GEMM_MIN_OUT;
-    at::parallel_for(0, (L.N + ROWS - 1) / ROWS, 1, [&](int64_t b0, int64_t b1) {
+    at::parallel_for(0, (L.N + R - 1) / R, 1, [&](int64_t b0, int64_t b1) {
       Tensor &acc = partial[at::get_thread_num()];
       if (!acc.defined()) acc = gemm ? at::zeros({out, L.in * L.K}, x.options()) : at::zeros({L.in, KP, out}, x.options());
       scalar_t *a_p = acc.data_ptr<scalar_t>();
-      Block<scalar_t> blk(basis, L.in, x.options());
-      Tensor phi = gemm ? at::empty({ROWS, L.in * L.K}, x.options()) : Tensor();
+      Block<scalar_t> blk(basis, L.in, R, x.options());
+      Tensor phi = gemm ? at::empty({R, L.in * L.K}, x.options()) : Tensor();
       for (int64_t b = b0; b < b1; b++) {
-        const int64_t n0 = b * ROWS, rows = std::min(ROWS, L.N - n0);
-        blk.evaluate(x_p, n0, rows);
+        const int64_t n0 = b * R, rows = std::min(R, L.N - n0);
         if (gemm) {
-          densify(blk, L.in, L.K, rows, w_p, n0, phi.data_ptr<scalar_t>());
+          blk.dense(x_p, w_p, n0, rows, phi.data_ptr<scalar_t>());
           acc.addmm_(g.narrow(0, n0, rows).t(), phi.narrow(0, 0, rows));
           continue;
         }
+        blk.evaluate(x_p, n0, rows);
         const scalar_t *gb = g_p + n0 * out;
         for (int64_t i = 0; i < L.in; i++) {
           const int64_t *first = blk.first.data() + i * rows;
@@ -311,7 +352,7 @@ Tensor kan_coeff_grad_cpu(const Tensor &x_, const Tensor &g_, const c10::optiona
       }
     });
   });
-  if (out >= GEMM_MIN_OUT) {
+  if (gemm) {
     Tensor total = at::zeros({out, L.in * L.K}, x.options());
     for (const Tensor &p : partial)
       if (p.defined()) total.add_(p);
