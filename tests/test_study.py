@@ -27,7 +27,7 @@ def test_study_reports_every_configuration_and_survives_divergence(tmp_path):
     status = {r["config"]: r["status"] for r in result["runs"]}
     assert status == {"allegro_mlp": "ok", "allegro_kan_readout": "ok", "diverging": "diverged"}
     report = (out / "report.md").read_text()
-    assert "allegro_kan_readout" in report and "diverged" in report and "force MAE / MLP" in report
+    assert "allegro_kan_readout" in report and "diverged" in report and "force MAE / its MLP" in report
     assert (out / "errors.png").stat().st_size > 5000 and (out / "parity_best.png").stat().st_size > 5000
 
     # the report's numbers are what the saved model gives on the held-out frames
