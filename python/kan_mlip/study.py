@@ -20,7 +20,9 @@ training; the report's numbers come from evaluating each saved model on that hel
     train_eval_frames: 100         # training-set errors are measured on this many pool frames
 
 Runs already finished in the output folder (a best.ckpt and a row in study.json) are reused, so an
-interrupted study resumes where it stopped; the report is rewritten after every run.
+interrupted study resumes where it stopped; the report is rewritten after every run. A run whose
+metrics turn NaN is reported as diverged; one whose validation force MAE rises above 10x its
+untrained value is reported as unstable (listed with its numbers, not plotted).
 """
 
 import gzip
