@@ -14,7 +14,7 @@ from kan_mlip.study import read_frames
 
 
 @pytest.mark.slow
-def test_study_reports_every_configuration_and_survives_divergence(tmp_path):
+def test_study_reports_every_configuration_and_survives_divergence(tmp_path, capsys):
     write(tmp_path / "ag.extxyz", make_ag_data(n_frames=40, seed=0, equilibration_steps=50, progress=False), format="extxyz")
     (tmp_path / "study.yaml").write_text(yaml.safe_dump({
         "name": "tiny", "data": "ag.extxyz", "validation_fraction": 0.2, "seeds": [1], "max_epochs": 2,
@@ -23,6 +23,7 @@ def test_study_reports_every_configuration_and_survives_divergence(tmp_path):
     }))
     out = tmp_path / "report"
     assert main(["study", str(tmp_path / "study.yaml"), "-o", str(out)]) == 0
+    assert "epoch 2/2 trained" in capsys.readouterr().out  # progress while it trains
     result = json.loads((out / "study.json").read_text())
     status = {r["config"]: r["status"] for r in result["runs"]}
     assert status == {"allegro_mlp": "ok", "allegro_kan_readout": "ok", "diverging": "diverged"}

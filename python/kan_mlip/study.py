@@ -121,7 +121,8 @@ def run_study(spec: Dict[str, Any], outdir: Path, log=print) -> List[Dict[str, A
         try:
             run_nequip_train(cfg_name, run_dir, [f"data_path={pool}", f"max_epochs={spec['max_epochs']}", f"seed={seed}",
                                                  "trainer.enable_progress_bar=false", *spec["overrides"], *entry["overrides"]],
-                             config_dir=cfg_dir, quiet=True)
+                             config_dir=cfg_dir, quiet=True,
+                             on_epoch=lambda e, sec: log(f"    epoch {e}/{spec['max_epochs']} trained ({sec:.0f} s)"))
             row["train_seconds"] = time.time() - t0
             metrics = read_val_metrics(run_dir)
             if any(not math.isfinite(v) for m in metrics[1:] for v in m.values()):

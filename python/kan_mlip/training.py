@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import lightning
 
@@ -15,22 +15,46 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "examples" / "configs"
 
 
 def run_nequip_train(config_name: str, run_dir: Path, overrides: Sequence[str] = (), config_dir: Path = CONFIG_DIR,
-                     quiet: bool = False) -> Path:
+                     quiet: bool = False, on_epoch: Optional[Callable[[int, float], None]] = None) -> Path:
     """``nequip-train -cp CONFIG_DIR -cn CONFIG_NAME hydra.run.dir=RUN_DIR OVERRIDES...``; returns RUN_DIR.
 
-    Raises RuntimeError with the log's tail if training fails.
+    ``on_epoch(epoch, seconds)`` is called as each training epoch ends (read from the EpochTimer
+    callback's file, which the example configs enable). Raises RuntimeError with the log's tail if
+    training fails.
     """
     run_dir = Path(run_dir).resolve()
     exe = Path(sys.executable).with_name("nequip-train")
     cmd = [str(exe), "-cp", str(Path(config_dir).resolve()), "-cn", config_name, f"hydra.run.dir={run_dir}", *overrides]
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / "nequip-train.out"
+    reported = 0
     with open(log, "w") as fh:
-        proc = subprocess.run(cmd, stdout=fh if quiet else None, stderr=subprocess.STDOUT if quiet else None, env=os.environ.copy())
+        proc = subprocess.Popen(cmd, stdout=fh if quiet else None, stderr=subprocess.STDOUT if quiet else None, env=os.environ.copy())
+        try:
+            while proc.poll() is None:
+                time.sleep(1.0)
+                if on_epoch is not None:
+                    reported = _new_epochs(run_dir, reported, on_epoch)
+        finally:
+            if proc.poll() is None:  # interrupted (Ctrl-C): do not leave nequip-train running
+                proc.terminate()
+                proc.wait()
+        if on_epoch is not None:
+            _new_epochs(run_dir, reported, on_epoch)
     if proc.returncode != 0:
         tail = log.read_text()[-3000:] if quiet else ""
         raise RuntimeError(f"nequip-train failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}")
     return run_dir
+
+
+def _new_epochs(run_dir: Path, reported: int, on_epoch: Callable[[int, float], None]) -> int:
+    try:
+        times = read_epoch_times(run_dir)
+    except (OSError, ValueError, KeyError):  # not written yet, or caught mid-write
+        return reported
+    for epoch in range(reported, len(times)):
+        on_epoch(epoch + 1, times[epoch])
+    return max(reported, len(times))
 
 
 def read_val_metrics(run_dir: Path) -> List[Dict[str, float]]:
