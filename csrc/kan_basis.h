@@ -128,61 +128,59 @@ template <typename T> struct Basis {
       for (int64_t e = 0; e < in * rows; e++) first[e] = K;
       return;
     }
-    {
-      for (int64_t i = 0; i < in; i++) {
-        const T *x = xT + i * rows;
-        int64_t *f = first + i * rows;
-        T *Vi = V + i * C * rows;
-        if (!uniform[i]) {
-          T v[64];
-          for (int64_t r = 0; r < rows; r++) {
-            f[r] = eval_bspline(i, x[r], v);
-            for (int64_t j = 0; j < C; j++) Vi[j * rows + r] = v[j];
-          }
-          continue;
-        }
-        const T *t = grid + i * grid_stride;
-        const T t0 = t[0], tl = t[grid_len - 1], inv_h = T(1) / step[i];
-        T *u = s1;
+    for (int64_t i = 0; i < in; i++) {
+      const T *x = xT + i * rows;
+      int64_t *f = first + i * rows;
+      T *Vi = V + i * C * rows;
+      if (!uniform[i]) {
+        T v[64];
         for (int64_t r = 0; r < rows; r++) {
-          const T xr = x[r];
-          const bool inside = xr >= t0 && xr < tl;
-          const T pos = inside ? (xr - t0) * inv_h : T(0);
-          int64_t m = std::min<int64_t>(grid_len - 2, int64_t(pos));
-          f[r] = inside ? m - order : K;
-          u[r] = pos - T(m);
+          f[r] = eval_bspline(i, x[r], v);
+          for (int64_t j = 0; j < C; j++) Vi[j * rows + r] = v[j];
         }
-        // de Boor on uniform knots: left_j = h (u + j - 1), right_j = h (j - u), denominators j h
-        for (int64_t r = 0; r < rows; r++) Vi[r] = T(1);
-        const int64_t q = order - deriv;
-        for (int64_t j = 1; j <= q; j++) {
-          const T inv_j = T(1) / T(j);
-          T *saved = s2;
-          for (int64_t r = 0; r < rows; r++) saved[r] = T(0);
-          for (int64_t rr = 0; rr < j; rr++) {
-            T *N = Vi + rr * rows;
-            for (int64_t r = 0; r < rows; r++) {
-              const T temp = N[r] * inv_j;
-              N[r] = saved[r] + (T(rr + 1) - u[r]) * temp;
-              saved[r] = (u[r] + T(j - rr - 1)) * temp;
-            }
-          }
-          T *Nj = Vi + j * rows;
-          for (int64_t r = 0; r < rows; r++) Nj[r] = saved[r];
-        }
-        // derivative: D_{deg} = (B_{j, deg-1} - B_{j+1, deg-1}) / h, new entry rr uses old rr-1 and rr
-        for (int64_t deg = q + 1; deg <= order; deg++) {
-          for (int64_t rr = deg; rr >= 0; rr--) {
-            T *out = Vi + rr * rows;
-            const T *a = rr - 1 >= 0 ? Vi + (rr - 1) * rows : nullptr;
-            const T *b = rr < deg ? Vi + rr * rows : nullptr;
-            for (int64_t r = 0; r < rows; r++) out[r] = ((a ? a[r] : T(0)) - (b ? b[r] : T(0))) * inv_h;
-          }
-        }
-        for (int64_t r = 0; r < rows; r++)    // outside every support: exact zeros
-          if (f[r] == K)
-            for (int64_t j = 0; j < C; j++) Vi[j * rows + r] = T(0);
+        continue;
       }
+      const T *t = grid + i * grid_stride;
+      const T t0 = t[0], tl = t[grid_len - 1], inv_h = T(1) / step[i];
+      T *u = s1;
+      for (int64_t r = 0; r < rows; r++) {
+        const T xr = x[r];
+        const bool inside = xr >= t0 && xr < tl;
+        const T pos = inside ? (xr - t0) * inv_h : T(0);
+        int64_t m = std::min<int64_t>(grid_len - 2, int64_t(pos));
+        f[r] = inside ? m - order : K;
+        u[r] = pos - T(m);
+      }
+      // de Boor on uniform knots: left_j = h (u + j - 1), right_j = h (j - u), denominators j h
+      for (int64_t r = 0; r < rows; r++) Vi[r] = T(1);
+      const int64_t q = order - deriv;
+      for (int64_t j = 1; j <= q; j++) {
+        const T inv_j = T(1) / T(j);
+        T *saved = s2;
+        for (int64_t r = 0; r < rows; r++) saved[r] = T(0);
+        for (int64_t rr = 0; rr < j; rr++) {
+          T *N = Vi + rr * rows;
+          for (int64_t r = 0; r < rows; r++) {
+            const T temp = N[r] * inv_j;
+            N[r] = saved[r] + (T(rr + 1) - u[r]) * temp;
+            saved[r] = (u[r] + T(j - rr - 1)) * temp;
+          }
+        }
+        T *Nj = Vi + j * rows;
+        for (int64_t r = 0; r < rows; r++) Nj[r] = saved[r];
+      }
+      // derivative: D_{deg} = (B_{j, deg-1} - B_{j+1, deg-1}) / h, new entry rr uses old rr-1 and rr
+      for (int64_t deg = q + 1; deg <= order; deg++) {
+        for (int64_t rr = deg; rr >= 0; rr--) {
+          T *out = Vi + rr * rows;
+          const T *a = rr - 1 >= 0 ? Vi + (rr - 1) * rows : nullptr;
+          const T *b = rr < deg ? Vi + rr * rows : nullptr;
+          for (int64_t r = 0; r < rows; r++) out[r] = ((a ? a[r] : T(0)) - (b ? b[r] : T(0))) * inv_h;
+        }
+      }
+      for (int64_t r = 0; r < rows; r++)    // outside every support: exact zeros
+        if (f[r] == K)
+          for (int64_t j = 0; j < C; j++) Vi[j * rows + r] = T(0);
     }
   }
 
@@ -263,50 +261,36 @@ template <typename T> struct Basis {
       return;
     }
     sincos_fn(x, sc, ss, rows * in);
-    const int64_t half = K / 2, phase = deriv % 4;
     for (int64_t e = 0; e < rows * in; e++) {
-      T *p = phi + e * K;
       const T a = sc[e], b = ss[e];
       T ck = T(1), sk = T(0);
-      for (int64_t k = 0; k < half; k++) {
+      for (int64_t k = 0; k < K / 2; k++) {
         const T cn = ck * a - sk * b, sn = sk * a + ck * b;    // cos, sin((k + 1) x) by angle addition
         ck = cn;
         sk = sn;
         T fd = T(1);
         for (int64_t j = 0; j < deriv; j++) fd *= T(k + 1);
-        p[k] = fd * (phase == 0 ? cn : (phase == 1 ? -sn : (phase == 2 ? -cn : sn)));
-        p[half + k] = fd * (phase == 0 ? sn : (phase == 1 ? cn : (phase == 2 ? -sn : -cn)));
+        store_fourier(phi + e * K, k, fd, cn, sn);
       }
     }
   }
 
+  // f^d (cos, sin)(f x + d pi/2) from c = cos(f x), s = sin(f x): functions k and K/2 + k
+  void store_fourier(T *v, int64_t k, T fd, T c, T s) const
+  {
+    const int64_t phase = deriv % 4;
+    v[k] = fd * (phase == 0 ? c : (phase == 1 ? -s : (phase == 2 ? -c : s)));
+    v[K / 2 + k] = fd * (phase == 0 ? s : (phase == 1 ? c : (phase == 2 ? -s : -c)));
+  }
+
+  // any frequencies (grid[k]): two trig calls per function
   void eval_fourier(T x, T *v) const
   {
-    const int64_t half = K / 2, phase = deriv % 4;
-    T c1 = T(0), s1 = T(0), ck = T(1), sk = T(0);
-    if (fourier_harmonic) {
-      c1 = std::cos(x);
-      s1 = std::sin(x);
-    }
-    for (int64_t k = 0; k < half; k++) {
+    for (int64_t k = 0; k < K / 2; k++) {
       const T f = grid[k];
-      T c, s;
-      if (fourier_harmonic) {    // cos((k+1)x), sin((k+1)x) by angle addition
-        const T cn = ck * c1 - sk * s1, sn = sk * c1 + ck * s1;
-        ck = cn;
-        sk = sn;
-        c = ck;
-        s = sk;
-      } else {
-        c = std::cos(f * x);
-        s = std::sin(f * x);
-      }
       T fd = T(1);
       for (int64_t j = 0; j < deriv; j++) fd *= f;
-      const T cd[4] = {c, -s, -c, s};    // cos(a + d pi/2)
-      const T sd[4] = {s, c, -s, -c};    // sin(a + d pi/2)
-      v[k] = fd * cd[phase];
-      v[half + k] = fd * sd[phase];
+      store_fourier(v, k, fd, std::cos(f * x), std::sin(f * x));
     }
   }
 };

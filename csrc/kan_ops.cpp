@@ -91,13 +91,13 @@ bool use_gemm(int64_t kind, int64_t out) { return kind != BSPLINE || out >= GEMM
 // Per-task scratch and block evaluation of the basis for rows [n0, n0 + rows)
 template <typename T> struct Block {
   const Basis<T> &basis;
-  int64_t in, K, C, R;
+  int64_t in, K, C;
   std::vector<T> xT, V, s1, s2;    // B-splines: input-major copy of x, values, scratch
   std::vector<int64_t> first;
   at::TensorOptions opts;
 
   Block(const Basis<T> &b, int64_t in_, int64_t R_, at::TensorOptions o)
-      : basis(b), in(in_), K(b.K), C(b.count()), R(R_), xT(b.dense() ? 0 : in_ * R_),
+      : basis(b), in(in_), K(b.K), C(b.count()), xT(b.dense() ? 0 : in_ * R_),
         V(b.dense() ? 0 : std::max<int64_t>(1, in_ * b.count() * R_)), s1(in_ * R_), s2(in_ * R_),
         first(b.dense() ? 0 : in_ * R_), opts(o)
   {

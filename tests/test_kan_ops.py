@@ -127,3 +127,15 @@ def test_layer_unpickled_without_the_ops_falls_back_to_the_reference(monkeypatch
     restored = torch.load(buffer, weights_only=False)
     assert not restored.fused
     torch.testing.assert_close(restored(x), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fused_fourier_with_any_frequencies(dtype):
+    # non-harmonic frequencies take the per-element path (two trig calls per function)
+    ref, fused = pair("fourier", 4, 3, dtype, zero_at_origin=True)
+    for layer in (ref, fused):
+        layer.basis.frequencies.copy_(torch.tensor([0.5, 1.3, 2.7, 4.0, 6.1], dtype=dtype))
+    x = torch.randn(50, 4, dtype=dtype, generator=torch.Generator().manual_seed(3))
+    tol = dict(rtol=1e-9, atol=1e-9) if dtype == torch.float64 else dict(rtol=2e-4, atol=2e-4)
+    for a, b in zip(derivatives(ref, x), derivatives(fused, x)):
+        torch.testing.assert_close(b, a, **tol)

@@ -31,10 +31,10 @@ def run_nequip_train(config_name: str, run_dir: Path, overrides: Sequence[str] =
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh if quiet else None, stderr=subprocess.STDOUT if quiet else None, env=os.environ.copy())
         try:
-            while proc.poll() is None:
+            while on_epoch is not None and proc.poll() is None:
                 time.sleep(1.0)
-                if on_epoch is not None:
-                    reported = _new_epochs(run_dir, reported, on_epoch)
+                reported = _new_epochs(run_dir, reported, on_epoch)
+            proc.wait()
         finally:
             if proc.poll() is None:  # interrupted (Ctrl-C): do not leave nequip-train running
                 proc.terminate()
