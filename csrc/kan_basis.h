@@ -5,7 +5,7 @@
 //              triangular scheme (The NURBS Book, A2.2) at degree order - d, raised to the d-th
 //              derivative by B'_{j,p} = p (B_{j,p-1}/(t_{j+p}-t_j) - B_{j+1,p-1}/(t_{j+p+1}-t_{j+1})).
 //   gaussian : exp(-z^2), z = (x - c_k) s;  d^d/dx^d = (-s)^d H_d(z) exp(-z^2)  (Hermite H_d).
-//              Blocks of rows go through one vectorised exp; values below exp(flush_arg()) are 0.
+//              One pass with an inlined vectorisable exp (vec_exp.h); values below exp(flush_arg()) are 0.
 //   fourier  : [cos(f x), sin(f x)] over frequencies f;  d-th derivative = f^d (cos|sin)(f x + d pi/2).
 //              Frequencies 1..K/2 (the default): two trig calls per input and angle addition.
 #pragma once
@@ -14,6 +14,8 @@
 #include <cmath>
 #include <cstdint>
 #include <vector>
+
+#include "vec_exp.h"
 
 namespace kan_mlip {
 
@@ -187,72 +189,57 @@ template <typename T> struct Basis {
   // every (n, i) has all K functions: gaussian and fourier (B-splines have order + 1 nonzero ones)
   bool dense() const { return kind != BSPLINE; }
 
-  // gaussian rows for eval_rows; KC > 0: K known at compile time
-  template <int KC, typename ExpFn> void gaussian_rows(const T *x, int64_t rows, T *phi, ExpFn exp_fn) const
+  // phi^(D)_k(x) for one Gaussian, z = (x - c) s: e^{-z^2}, -2 s z e^{-z^2}, s^2 (4 z^2 - 2) e^{-z^2}, or
+  // (-s)^d H_d(z) e^{-z^2} for D < 0 (d = deriv, Hermite recurrence). Arguments below flush_arg() give
+  // exact zeros: subnormal values made the GEMM after the basis several times slower (measured 2-3x
+  // at inputs a few grid widths out). Straight-line code, so loops over it vectorise.
+  template <int D> inline __attribute__((always_inline)) T gaussian(T x, T c, T s) const
   {
-    const int64_t Kc = KC > 0 ? KC : K, n = rows * in;
-    for (int64_t r = 0; r < rows; r++)
-      for (int64_t i = 0; i < in; i++) {
-        const T *c = grid + i * grid_stride;
-        const T xi = x[r * in + i], s = aux[i * aux_stride];
-        T *p = phi + (r * in + i) * Kc;
-        for (int64_t k = 0; k < Kc; k++) {
-          const T z = (xi - c[k]) * s;
-          p[k] = std::max(-z * z, flush_arg());
-        }
-      }
-    exp_fn(phi, phi, n * Kc);
-    // exact zeros far from a centre: subnormal values would make exp and the GEMM after it several
-    // times slower (measured 2-3x at inputs a few grid widths out); then (-s)^d H_d(z) for derivatives
-    const T floor_value = std::exp(flush_arg());
-    if (deriv == 0) {
-      for (int64_t e = 0; e < n * Kc; e++) phi[e] = phi[e] <= floor_value ? T(0) : phi[e];
-      return;
+    const T z = (x - c) * s, t = std::max(-z * z, flush_arg());
+    const T e = t > flush_arg() ? exp_bounded(t) : T(0);
+    if (D == 0) return e;
+    if (D == 1) return T(-2) * s * z * e;
+    if (D == 2) return s * s * (T(4) * z * z - T(2)) * e;
+    T h_prev = T(1), hd = T(2) * z, scale = -s;    // Hermite H_0, H_1
+    for (int64_t m = 1; m < deriv; m++) {
+      const T h_next = T(2) * z * hd - T(2 * m) * h_prev;
+      h_prev = hd;
+      hd = h_next;
+      scale *= -s;
     }
-    for (int64_t r = 0; r < rows; r++)
-      for (int64_t i = 0; i < in; i++) {
-        const T *c = grid + i * grid_stride;
-        const T xi = x[r * in + i], s = aux[i * aux_stride];
-        T scale = T(1);
-        for (int64_t j = 0; j < deriv; j++) scale *= -s;
-        T *p = phi + (r * in + i) * Kc;
-        if (deriv == 1) {    // forces: -2 s z e^{-z^2}; straight-line code the compiler vectorises
-          for (int64_t k = 0; k < Kc; k++) {
-            const T z = (xi - c[k]) * s;
-            p[k] = p[k] <= floor_value ? T(0) : p[k] * (scale * T(2)) * z;
-          }
-          continue;
-        }
-        if (deriv == 2) {    // force training: s^2 (4 z^2 - 2) e^{-z^2}
-          for (int64_t k = 0; k < Kc; k++) {
-            const T z = (xi - c[k]) * s;
-            p[k] = p[k] <= floor_value ? T(0) : p[k] * scale * (T(4) * z * z - T(2));
-          }
-          continue;
-        }
-        for (int64_t k = 0; k < Kc; k++) {
-          const T z = (xi - c[k]) * s;
-          T h_prev = T(1), hd = T(2) * z;    // Hermite H_0, H_1
-          for (int64_t m = 1; m < deriv; m++) {
-            const T h_next = T(2) * z * hd - T(2 * m) * h_prev;
-            h_prev = hd;
-            hd = h_next;
-          }
-          p[k] = p[k] <= floor_value ? T(0) : p[k] * scale * hd;
-        }
-      }
+    return scale * hd * e;
+  }
+
+  // gaussian rows for eval_rows; KC > 0: K known at compile time
+  template <int KC, int D> void gaussian_rows(const T *x, int64_t rows, T *phi) const
+  {
+    const int64_t Kc = KC > 0 ? KC : K;
+    for (int64_t e = 0; e < rows * in; e++) {
+      const int64_t i = e % in;
+      const T *c = grid + i * grid_stride;
+      const T xi = x[e], s = aux[i * aux_stride];
+      T *p = phi + e * Kc;
+      for (int64_t k = 0; k < Kc; k++) p[k] = gaussian<D>(xi, c[k], s);
+    }
+  }
+
+  template <int KC> void gaussian_rows(const T *x, int64_t rows, T *phi) const
+  {
+    if (deriv == 0) return gaussian_rows<KC, 0>(x, rows, phi);
+    if (deriv == 1) return gaussian_rows<KC, 1>(x, rows, phi);
+    if (deriv == 2) return gaussian_rows<KC, 2>(x, rows, phi);
+    gaussian_rows<KC, -1>(x, rows, phi);
   }
 
   // ---- dense bases straight into the row-major block BLAS contracts: phi[(r * in + i) * K + k] for
   // rows [0, rows) of x (row-major, x[r * in + i]); no transpose, every write contiguous ----
-  template <typename ExpFn, typename SinCosFn>
-  void eval_rows(const T *x, int64_t rows, T *phi, T *sc, T *ss, ExpFn exp_fn, SinCosFn sincos_fn) const
+  template <typename SinCosFn> void eval_rows(const T *x, int64_t rows, T *phi, T *sc, T *ss, SinCosFn sincos_fn) const
   {
     if (kind == GAUSSIAN) {
-      if (K == 8)    // the default grid: a compile-time width, so each (n, i) is one or two SIMD vectors
-        gaussian_rows<8>(x, rows, phi, exp_fn);
+      if (K == 8)    // the default grid: a compile-time width, so each (n, i) is one SIMD vector
+        gaussian_rows<8>(x, rows, phi);
       else
-        gaussian_rows<0>(x, rows, phi, exp_fn);
+        gaussian_rows<0>(x, rows, phi);
       return;
     }
     // FOURIER

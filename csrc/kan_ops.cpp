@@ -117,12 +117,7 @@ template <typename T> struct Block {
     if (basis.dense()) {
       auto wrap = [&](const T *p, int64_t n) { return at::from_blob(const_cast<T *>(p), {n}, opts); };
       basis.eval_rows(
-          x + n0 * in, rows, phi, s1.data(), s2.data(),
-          [&](const T *src, T *dst, int64_t n) {    // ATen's vectorised exp, sin, cos
-            at::Tensor o = wrap(dst, n);
-            at::exp_out(o, wrap(src, n));
-          },
-          [&](const T *src, T *c, T *s, int64_t n) {
+          x + n0 * in, rows, phi, s1.data(), s2.data(), [&](const T *src, T *c, T *s, int64_t n) {    // ATen's sin, cos
             at::Tensor co = wrap(c, n), so = wrap(s, n);
             at::cos_out(co, wrap(src, n));
             at::sin_out(so, wrap(src, n));

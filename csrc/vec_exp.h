@@ -1,0 +1,61 @@
+// exp(t) in straight-line arithmetic, so that a loop calling it vectorises (the compiler cannot
+// vectorise std::exp, and a library exp over a buffer costs a separate pass through memory).
+//
+//   t = n ln2 + r,  n = round(t / ln2),  |r| <= ln2 / 2     (Cody-Waite: ln2 = hi + lo, n * hi exact)
+//   exp(t) = 2^n exp(r),  exp(r) by its Taylor polynomial: degree 13 (float64) / 7 (float32), whose
+//   truncation error r^14/14! ~ 4e-18 (r^8/8! ~ 5e-9) is below half an ulp
+//   2^n: the exponent field written directly; n comes out of the "round by adding 1.5 * 2^52" trick
+//
+// Valid for t in [-700, 0] (float64) and [-85, 0] (float32): 2^n stays a normal number. Callers clamp
+// to a flush threshold inside that range (see Basis::flush_arg).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+namespace kan_mlip {
+
+template <typename T> struct ExpConsts;
+
+template <> struct ExpConsts<double> {
+  using Int = uint64_t;
+  static constexpr double log2e = 1.4426950408889634, shifter = 6755399441055744.0;    // 1.5 * 2^52
+  static constexpr double ln2_hi = 0.6931471803691238, ln2_lo = 1.9082149292705877e-10;
+  static constexpr int mantissa_bits = 52;
+  static constexpr Int bias = 1023;
+  static constexpr int degree = 13;
+  static constexpr double inv_factorial[14] = {1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040,
+                                                1.0 / 40320, 1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800,
+                                                1.0 / 479001600, 1.0 / 6227020800};
+};
+
+template <> struct ExpConsts<float> {
+  using Int = uint32_t;
+  static constexpr float log2e = 1.44269504f, shifter = 12582912.0f;    // 1.5 * 2^23
+  static constexpr float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
+  static constexpr int mantissa_bits = 23;
+  static constexpr Int bias = 127;
+  static constexpr int degree = 7;
+  static constexpr float inv_factorial[8] = {1.0f, 1.0f, 1.0f / 2, 1.0f / 6, 1.0f / 24, 1.0f / 120, 1.0f / 720, 1.0f / 5040};
+};
+
+template <typename T> inline __attribute__((always_inline)) T exp_bounded(T t)
+{
+  using E = ExpConsts<T>;
+  using Int = typename E::Int;
+  const T shifted = t * E::log2e + E::shifter;    // n sits in the low mantissa bits
+  const T n = shifted - E::shifter;
+  T r = t - n * E::ln2_hi;
+  r = r - n * E::ln2_lo;
+  // Horner on the Taylor coefficients 1/j!: one multiply-add per degree
+  T p = E::inv_factorial[E::degree];
+  for (int j = E::degree - 1; j >= 0; j--) p = p * r + E::inv_factorial[j];
+  Int bits;
+  std::memcpy(&bits, &shifted, sizeof(T));
+  bits = (bits + E::bias) << E::mantissa_bits;    // high bits of the shifter overflow away
+  T scale;
+  std::memcpy(&scale, &bits, sizeof(T));
+  return p * scale;
+}
+
+}    // namespace kan_mlip
