@@ -12,6 +12,9 @@
 
 #include "kan_basis.h"
 
+#include "gaussian_narrow.h"
+#include "kan_basis.h"
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/autograd.h>
@@ -88,6 +91,9 @@ constexpr int64_t GEMM_MIN_OUT = 8;
 
 bool use_gemm(int64_t kind, int64_t out) { return kind != BSPLINE || out >= GEMM_MIN_OUT; }
 
+// Narrow Gaussian contractions are fused end to end (gaussian_narrow.h)
+bool narrow_gaussian(int64_t kind, int64_t out) { return kind == GAUSSIAN && out < GEMM_MIN_OUT; }
+
 // Per-task scratch and block evaluation of the basis for rows [n0, n0 + rows)
 template <typename T> struct Block {
   const Basis<T> &basis;
@@ -163,10 +169,20 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kan_forward", [&] {
     const Basis<scalar_t> basis = make_basis<scalar_t>(L, grid, aux, kind, order, deriv);
     const int64_t C = basis.count(), KP = L.K + 2 * C + 1, R = block_rows(L.in, L.K, sizeof(scalar_t));
+    const scalar_t *w_p = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
+    if (narrow_gaussian(kind, out)) {
+      const Tensor c = coeff_.detach().contiguous();
+      const GaussianNarrow<scalar_t> G(basis, c.data_ptr<scalar_t>(), out);
+      const scalar_t *x_p = x.data_ptr<scalar_t>();
+      scalar_t *y_p = y.data_ptr<scalar_t>();
+      G.dispatch([&](auto d) {
+        at::parallel_for(0, L.N, R, [&](int64_t n0, int64_t n1) { G.template forward<d()>(x_p, w_p, n0, n1, y_p); });
+      });
+      return;
+    }
     const Tensor cP = gemm ? Tensor() : padded_coeff(coeff_, C);
     const Tensor c2t = gemm ? coeff_.detach().contiguous().view({out, L.in * L.K}).t() : Tensor();
     const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = gemm ? nullptr : cP.data_ptr<scalar_t>();
-    const scalar_t *w_p = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
     scalar_t *y_p = y.data_ptr<scalar_t>();
     at::parallel_for(0, (L.N + R - 1) / R, 1, [&](int64_t b0, int64_t b1) {
       Block<scalar_t> blk(basis, L.in, R, x.options());
@@ -225,6 +241,16 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kan_input_grad", [&] {
     const Basis<scalar_t> basis = make_basis<scalar_t>(L, grid, aux, kind, order, deriv);
     const int64_t C = basis.count(), KP = L.K + 2 * C + 1, R = block_rows(L.in, L.K, sizeof(scalar_t));
+    if (narrow_gaussian(kind, out)) {
+      const Tensor c = coeff_.detach().contiguous();
+      const GaussianNarrow<scalar_t> G(basis, c.data_ptr<scalar_t>(), out);
+      const scalar_t *x_p = x.data_ptr<scalar_t>(), *g_p = g.data_ptr<scalar_t>();
+      scalar_t *z_p = z.data_ptr<scalar_t>();
+      G.dispatch([&](auto d) {
+        at::parallel_for(0, L.N, R, [&](int64_t n0, int64_t n1) { G.template input_grad<d()>(x_p, g_p, n0, n1, z_p); });
+      });
+      return;
+    }
     const Tensor cP = gemm ? Tensor() : padded_coeff(coeff_, C);
     const Tensor c2 = gemm ? coeff_.detach().contiguous().view({out, L.in * L.K}) : Tensor();
     const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = gemm ? nullptr : cP.data_ptr<scalar_t>();
@@ -316,6 +342,17 @@ Tensor kan_coeff_grad_cpu(const Tensor &x_, const Tensor &g_, const c10::optiona
     const int64_t KP = L.K + 2 * C + 1, R = block_rows(L.in, L.K, sizeof(scalar_t));
     const scalar_t *x_p = x.data_ptr<scalar_t>(), *g_p = g.data_ptr<scalar_t>();
     const scalar_t *w_p = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
+    if (narrow_gaussian(kind, out)) {    // partial sums (out, K, in)
+      const GaussianNarrow<scalar_t> G(basis, nullptr, out);
+      G.dispatch([&](auto d) {
+        at::parallel_for(0, L.N, R, [&](int64_t n0, int64_t n1) {
+          Tensor &acc = partial[at::get_thread_num()];
+          if (!acc.defined()) acc = at::zeros({out, L.K, L.in}, x.options());
+          G.template coeff_grad<d()>(x_p, g_p, w_p, n0, n1, acc.data_ptr<scalar_t>());
+        });
+      });
+      return;
+    }
     at::parallel_for(0, (L.N + R - 1) / R, 1, [&](int64_t b0, int64_t b1) {
       Tensor &acc = partial[at::get_thread_num()];
       if (!acc.defined()) acc = gemm ? at::zeros({out, L.in * L.K}, x.options()) : at::zeros({L.in, KP, out}, x.options());
@@ -347,6 +384,12 @@ Tensor kan_coeff_grad_cpu(const Tensor &x_, const Tensor &g_, const c10::optiona
       }
     });
   });
+  if (narrow_gaussian(kind, out)) {
+    Tensor total = at::zeros({out, L.K, L.in}, x.options());
+    for (const Tensor &p : partial)
+      if (p.defined()) total.add_(p);
+    return total.permute({0, 2, 1}).contiguous();
+  }
   if (gemm) {
     Tensor total = at::zeros({out, L.in * L.K}, x.options());
     for (const Tensor &p : partial)
