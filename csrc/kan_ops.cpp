@@ -11,6 +11,7 @@
 // basis functions (order + 1 for B-splines) and contracts them with the coefficients directly.
 
 #include "kan_basis.h"
+#include "small_gemm.h"
 
 #include "gaussian_narrow.h"
 #include "kan_basis.h"
@@ -72,7 +73,7 @@ constexpr int64_t MAX_COUNT = 64;
 // Rows per block (and per parallel task): the dense (rows, in * K) basis block stays in L2
 int64_t block_rows(int64_t in, int64_t K, int64_t elem_size)
 {
-  return std::min<int64_t>(256, std::max<int64_t>(8, (128 << 10) / (elem_size * std::max<int64_t>(1, in * K))));
+  return std::min<int64_t>(512, std::max<int64_t>(8, (256 << 10) / (elem_size * std::max<int64_t>(1, in * K))));
 }
 
 // c[o, i, k] -> cP[i, C + k, o]: o contiguous, and C zero rows on both sides of k so that every
@@ -181,18 +182,25 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
       return;
     }
     const Tensor cP = gemm ? Tensor() : padded_coeff(coeff_, C);
-    const Tensor c2t = gemm ? coeff_.detach().contiguous().view({out, L.in * L.K}).t() : Tensor();
+    // GEMM operand: coefficients as (in * K, out), rows padded to whole vectors (small_gemm.h)
+    const int64_t Kd = L.in * L.K, outP = simd_round_up<scalar_t>(out);
+    std::vector<scalar_t> cT(gemm ? Kd * outP : 0, scalar_t(0));
+    if (gemm) {
+      const Tensor c = coeff_.detach().contiguous();
+      const scalar_t *c_src = c.data_ptr<scalar_t>();
+      for (int64_t o = 0; o < out; o++)
+        for (int64_t e = 0; e < Kd; e++) cT[e * outP + o] = c_src[o * Kd + e];
+    }
     const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = gemm ? nullptr : cP.data_ptr<scalar_t>();
     scalar_t *y_p = y.data_ptr<scalar_t>();
     at::parallel_for(0, (L.N + R - 1) / R, 1, [&](int64_t b0, int64_t b1) {
       Block<scalar_t> blk(basis, L.in, R, x.options());
-      Tensor phi = gemm ? at::empty({R, L.in * L.K}, x.options()) : Tensor();
+      std::vector<scalar_t> phi(gemm ? R * Kd : 0);
       for (int64_t b = b0; b < b1; b++) {
         const int64_t n0 = b * R, rows = std::min(R, L.N - n0);
         if (gemm) {
-          blk.dense(x_p, w_p, n0, rows, phi.data_ptr<scalar_t>());
-          Tensor y_rows = y.narrow(0, n0, rows);
-          at::mm_out(y_rows, phi.narrow(0, 0, rows), c2t);
+          blk.dense(x_p, w_p, n0, rows, phi.data());
+          small_gemm(phi.data(), Kd, rows, Kd, cT.data(), outP, out, y_p + n0 * out, out, false);
           continue;
         }
         blk.evaluate(x_p, n0, rows);
@@ -252,28 +260,33 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
       return;
     }
     const Tensor cP = gemm ? Tensor() : padded_coeff(coeff_, C);
-    const Tensor c2 = gemm ? coeff_.detach().contiguous().view({out, L.in * L.K}) : Tensor();
+    // GEMM operand: coefficients as (out, in * K), rows padded to whole vectors (small_gemm.h)
+    const int64_t Kd = L.in * L.K, KdP = simd_round_up<scalar_t>(Kd);
+    std::vector<scalar_t> c2(gemm ? out * KdP : 0, scalar_t(0));
+    if (gemm) {
+      const Tensor c = coeff_.detach().contiguous();
+      for (int64_t o = 0; o < out; o++) std::copy_n(c.data_ptr<scalar_t>() + o * Kd, Kd, c2.data() + o * KdP);
+    }
     const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = gemm ? nullptr : cP.data_ptr<scalar_t>();
-    const scalar_t *g_p = g.data_ptr<scalar_t>(), *cd_p = gemm ? c2.data_ptr<scalar_t>() : nullptr;
+    const scalar_t *g_p = g.data_ptr<scalar_t>(), *cd_p = c2.data();
     scalar_t *z_p = z.data_ptr<scalar_t>();
     at::parallel_for(0, (L.N + R - 1) / R, 1, [&](int64_t b0, int64_t b1) {
       Block<scalar_t> blk(basis, L.in, R, x.options());
-      Tensor phi = gemm ? at::empty({R, L.in * L.K}, x.options()) : Tensor();
-      Tensor m = gemm && out >= GEMM_MIN_OUT ? at::empty({R, L.in * L.K}, x.options()) : Tensor();
+      std::vector<scalar_t> phi(gemm ? R * Kd : 0), m(gemm && out >= GEMM_MIN_OUT ? R * KdP : 0);
       std::vector<scalar_t> zT(gemm ? 0 : L.in * R);
       for (int64_t b = b0; b < b1; b++) {
         const int64_t n0 = b * R, rows = std::min(R, L.N - n0);
         if (gemm) {
           // m[r, i*K + k] = sum_o g[n, o] c[o, i, k], then z[n, i] = sum_k phi[r, i*K + k] m[r, i*K + k]
-          blk.dense(x_p, nullptr, n0, rows, phi.data_ptr<scalar_t>());
-          const scalar_t *f_p = phi.data_ptr<scalar_t>();
+          blk.dense(x_p, nullptr, n0, rows, phi.data());
+          const scalar_t *f_p = phi.data();
           if (out < GEMM_MIN_OUT) {    // narrow output (dense basis): z[n, i] = sum_o g[n, o] <phi[r, i, :], c[o, i, :]>
             for (int64_t r = 0; r < rows; r++)
               for (int64_t i = 0; i < L.in; i++) {
                 const scalar_t *f = f_p + (r * L.in + i) * L.K;
                 scalar_t acc = 0;
                 for (int64_t o = 0; o < out; o++) {
-                  const scalar_t *c = cd_p + (o * L.in + i) * L.K;
+                  const scalar_t *c = cd_p + o * KdP + i * L.K;
                   scalar_t dot = 0;
                   for (int64_t k = 0; k < L.K; k++) dot += f[k] * c[k];
                   acc += g_p[(n0 + r) * out + o] * dot;
@@ -282,14 +295,14 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
               }
             continue;
           }
-          Tensor m_rows = m.narrow(0, 0, rows);
-          at::mm_out(m_rows, g.narrow(0, n0, rows), c2);
-          const scalar_t *m_p = m.data_ptr<scalar_t>();
-          for (int64_t e = 0; e < rows * L.in; e++) {
-            scalar_t acc = 0;
-            for (int64_t k = 0; k < L.K; k++) acc += f_p[e * L.K + k] * m_p[e * L.K + k];
-            z_p[n0 * L.in + e] = acc;
-          }
+          small_gemm(g_p + n0 * out, out, rows, out, cd_p, KdP, Kd, m.data(), KdP, false);
+          for (int64_t r = 0; r < rows; r++)
+            for (int64_t i = 0; i < L.in; i++) {
+              const scalar_t *f = f_p + r * Kd + i * L.K, *mr = m.data() + r * KdP + i * L.K;
+              scalar_t acc = 0;
+              for (int64_t k = 0; k < L.K; k++) acc += f[k] * mr[k];
+              z_p[(n0 + r) * L.in + i] = acc;
+            }
           continue;
         }
         blk.evaluate(x_p, n0, rows);
@@ -358,12 +371,16 @@ Tensor kan_coeff_grad_cpu(const Tensor &x_, const Tensor &g_, const c10::optiona
       if (!acc.defined()) acc = gemm ? at::zeros({out, L.in * L.K}, x.options()) : at::zeros({L.in, KP, out}, x.options());
       scalar_t *a_p = acc.data_ptr<scalar_t>();
       Block<scalar_t> blk(basis, L.in, R, x.options());
-      Tensor phi = gemm ? at::empty({R, L.in * L.K}, x.options()) : Tensor();
+      const int64_t Kd = L.in * L.K;
+      // phi is small_gemm's B operand: whole vectors past its last row are read
+      std::vector<scalar_t> phi(gemm ? R * Kd + simd_width<scalar_t>() : 0, scalar_t(0)), gT(gemm ? out * R : 0);
       for (int64_t b = b0; b < b1; b++) {
         const int64_t n0 = b * R, rows = std::min(R, L.N - n0);
-        if (gemm) {
-          blk.dense(x_p, w_p, n0, rows, phi.data_ptr<scalar_t>());
-          acc.addmm_(g.narrow(0, n0, rows).t(), phi.narrow(0, 0, rows));
+        if (gemm) {    // acc (out, in * K) += g^T phi
+          blk.dense(x_p, w_p, n0, rows, phi.data());
+          for (int64_t r = 0; r < rows; r++)
+            for (int64_t o = 0; o < out; o++) gT[o * rows + r] = g_p[(n0 + r) * out + o];
+          small_gemm(gT.data(), rows, out, rows, phi.data(), Kd, Kd, a_p, Kd, true);
           continue;
         }
         blk.evaluate(x_p, n0, rows);
