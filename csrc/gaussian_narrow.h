@@ -29,7 +29,7 @@ template <typename T> struct GaussianNarrow {
   {
     for (int64_t i = 0; i < in; i++) {
       inv_width[i] = b.aux[i * b.aux_stride];
-      for (int64_t k = 0; k < K; k++) centres[k * in + i] = b.grid[i * b.grid_stride + k];
+      for (int64_t k = 0; k < K - b.base; k++) centres[k * in + i] = b.grid[i * b.grid_stride + k];
     }
     if (c)
       for (int64_t o = 0; o < out; o++)
@@ -37,11 +37,14 @@ template <typename T> struct GaussianNarrow {
           for (int64_t k = 0; k < K; k++) coeff[(o * K + k) * in + i] = c[(o * in + i) * K + k];
   }
 
-  // ev[i] = w[i] phi^(D)_k(x[i]) for one row (w may be nullptr)
+  // ev[i] = w[i] phi^(D)_k(x[i]) for one row (w may be nullptr); the last k is silu with BASE_SILU
   template <int D> void values(const T *x, const T *w, int64_t k, T *ev) const
   {
     const T *c = centres.data() + k * in;
-    for (int64_t i = 0; i < in; i++) ev[i] = basis.template gaussian<D>(x[i], c[i], inv_width[i]);
+    if (basis.base && k == K - 1)
+      for (int64_t i = 0; i < in; i++) ev[i] = basis.template silu<D>(x[i]);
+    else
+      for (int64_t i = 0; i < in; i++) ev[i] = basis.template gaussian<D>(x[i], c[i], inv_width[i]);
     if (w)
       for (int64_t i = 0; i < in; i++) ev[i] *= w[i];
   }

@@ -20,12 +20,18 @@
 namespace kan_mlip {
 
 enum BasisKind : int64_t { BSPLINE = 0, GAUSSIAN = 1, FOURIER = 2 };
+// Flag on the kind: one more function per input, silu(x), after the K basis functions. It is
+// efficient-kan's / FastKAN's base branch, W_base[o, i] silu(x[n, i]), contracted in the same pass.
+// Gaussian basis only.
+constexpr int64_t BASE_SILU = 8, KIND_MASK = 7;
 
 template <typename T> inline T safe_div(T a, T b) { return b != T(0) ? a / b : T(0); }    // 0/0 terms are 0
 
 // Per-call view of a basis (grid buffers, derived constants); eval() is called per (n, i).
 template <typename T> struct Basis {
-  int64_t kind, order, deriv, K, in;
+  int64_t kind, order, deriv, K, in;    // K: functions per input, the base function included
+  bool base;                            // the last function is silu (BASE_SILU)
+  std::vector<T> sigmoid_d, sigmoid_d1; // coefficients in s = sigmoid(x) of sigmoid^(d), ^(d-1): deriv >= 3
   const T *grid;         // (in, grid_len) or (grid_len,) shared (fourier)
   int64_t grid_stride, grid_len;
   const T *aux;          // gaussian inverse widths (in, aux_stride)
@@ -37,9 +43,23 @@ template <typename T> struct Basis {
 
   Basis(int64_t kind_, int64_t order_, int64_t deriv_, int64_t K_, int64_t in_, const T *grid_, int64_t grid_stride_,
         int64_t grid_len_, const T *aux_, int64_t aux_stride_)
-      : kind(kind_), order(order_), deriv(deriv_), K(K_), in(in_), grid(grid_), grid_stride(grid_stride_),
-        grid_len(grid_len_), aux(aux_), aux_stride(aux_stride_)
+      : kind(kind_ & KIND_MASK), order(order_), deriv(deriv_), K(K_), in(in_), base((kind_ & BASE_SILU) != 0),
+        grid(grid_), grid_stride(grid_stride_), grid_len(grid_len_), aux(aux_), aux_stride(aux_stride_)
   {
+    if (base && deriv >= 3) {
+      // sigmoid' = s (1 - s): P_0(s) = s, P_{n+1}(s) = P_n'(s) (s - s^2)
+      std::vector<T> p = {T(0), T(1)};
+      for (int64_t n = 0; n < deriv; n++) {
+        std::vector<T> q(p.size() + 1, T(0));
+        for (size_t j = 1; j < p.size(); j++) {
+          q[j] += T(j) * p[j];
+          q[j + 1] -= T(j) * p[j];
+        }
+        if (n == deriv - 1) sigmoid_d1 = p;
+        p = q;
+      }
+      sigmoid_d = p;
+    }
     if (kind == BSPLINE) {
       const int64_t P = grid_len + 2 * order;
       padded.resize(in * P);
@@ -210,16 +230,35 @@ template <typename T> struct Basis {
     return scale * hd * e;
   }
 
-  // gaussian rows for eval_rows; KC > 0: K known at compile time
+  // d-th derivative of silu(x) = x s, s = sigmoid(x): s (1 + x (1 - s)), s (1 - s) (2 + x (1 - 2 s)), or in
+  // general x sigmoid^(d) + d sigmoid^(d-1) (D < 0). sigmoid from e^{-|x|}: no overflow either side.
+  template <int D> inline __attribute__((always_inline)) T silu(T x) const
+  {
+    const T t = std::max(-std::abs(x), flush_arg());
+    const T e = t > flush_arg() ? exp_bounded(t) : T(0);
+    const T s = (x >= T(0) ? T(1) : e) / (T(1) + e);
+    if (D == 0) return x * s;
+    if (D == 1) return s * (T(1) + x * (T(1) - s));
+    if (D == 2) return s * (T(1) - s) * (T(2) + x * (T(1) - T(2) * s));
+    auto poly = [s](const std::vector<T> &c) {
+      T v = T(0);
+      for (size_t j = c.size(); j-- > 0;) v = v * s + c[j];
+      return v;
+    };
+    return x * poly(sigmoid_d) + T(deriv) * poly(sigmoid_d1);
+  }
+
+  // gaussian rows for eval_rows, the base function last; KC > 0: Gaussians per input known at compile time
   template <int KC, int D> void gaussian_rows(const T *x, int64_t rows, T *phi) const
   {
-    const int64_t Kc = KC > 0 ? KC : K;
+    const int64_t Kg = KC > 0 ? KC : K - base;
     for (int64_t e = 0; e < rows * in; e++) {
       const int64_t i = e % in;
       const T *c = grid + i * grid_stride;
       const T xi = x[e], s = aux[i * aux_stride];
-      T *p = phi + e * Kc;
-      for (int64_t k = 0; k < Kc; k++) p[k] = gaussian<D>(xi, c[k], s);
+      T *p = phi + e * K;
+      for (int64_t k = 0; k < Kg; k++) p[k] = gaussian<D>(xi, c[k], s);
+      if (base) p[Kg] = silu<D>(xi);
     }
   }
 
@@ -236,7 +275,7 @@ template <typename T> struct Basis {
   template <typename SinCosFn> void eval_rows(const T *x, int64_t rows, T *phi, T *sc, T *ss, SinCosFn sincos_fn) const
   {
     if (kind == GAUSSIAN) {
-      if (K == 8)    // the default grid: a compile-time width, so each (n, i) is one SIMD vector
+      if (K - base == 8)    // the default grid: a compile-time width, so each (n, i) is one SIMD vector
         gaussian_rows<8>(x, rows, phi);
       else
         gaussian_rows<0>(x, rows, phi);

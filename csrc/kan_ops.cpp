@@ -28,24 +28,30 @@ namespace {
 
 using at::Tensor;
 
+// functions per input: the basis', plus one for the fused base branch (BASE_SILU)
 int64_t num_basis(int64_t kind, const Tensor &grid, int64_t order)
 {
-  const int64_t len = grid.size(-1);
-  if (kind == BSPLINE) return len - order - 1;
-  if (kind == GAUSSIAN) return len;
-  if (kind == FOURIER) return 2 * len;
+  const int64_t len = grid.size(-1), base = (kind & BASE_SILU) ? 1 : 0;
+  switch (kind & KIND_MASK) {
+    case BSPLINE: return len - order - 1 + base;
+    case GAUSSIAN: return len + base;
+    case FOURIER: return 2 * len + base;
+  }
   TORCH_CHECK(false, "kan_mlip: unknown basis kind ", kind, " (0 bspline, 1 gaussian, 2 fourier)");
 }
 
 void check_inputs(const Tensor &x, const Tensor &grid, const Tensor &aux, int64_t kind, int64_t order, int64_t deriv)
 {
-  TORCH_CHECK(kind != GAUSSIAN || (aux.dim() == 2 && aux.size(0) == x.size(1) && aux.size(1) >= 1),
+  TORCH_CHECK((kind & KIND_MASK) != GAUSSIAN || (aux.dim() == 2 && aux.size(0) == x.size(1) && aux.size(1) >= 1),
               "kan_mlip: the gaussian basis needs aux = inverse widths of shape (in, 1), got ", aux.sizes());
   TORCH_CHECK(aux.numel() == 0 || aux.scalar_type() == x.scalar_type(), "kan_mlip: aux dtype differs from x");
   TORCH_CHECK(x.dim() == 2, "kan_mlip: x must be (N, in), got ", x.sizes());
-  TORCH_CHECK(kind >= 0 && kind <= 2, "kan_mlip: basis kind must be 0, 1 or 2, got ", kind);
+  TORCH_CHECK((kind & ~(KIND_MASK | BASE_SILU)) == 0 && (kind & KIND_MASK) <= 2,
+              "kan_mlip: basis kind must be 0, 1 or 2 (+ ", BASE_SILU, " for a fused silu base), got ", kind);
+  TORCH_CHECK(!(kind & BASE_SILU) || (kind & KIND_MASK) == GAUSSIAN, "kan_mlip: the fused silu base (kind + ",
+              BASE_SILU, ") is implemented for the gaussian basis only, got kind ", kind);
   TORCH_CHECK(deriv >= 0 && order >= 0, "kan_mlip: order and deriv must be >= 0");
-  TORCH_CHECK(grid.dim() == 2 ? grid.size(0) == x.size(1) : (kind == FOURIER && grid.dim() == 1),
+  TORCH_CHECK(grid.dim() == 2 ? grid.size(0) == x.size(1) : ((kind & KIND_MASK) == FOURIER && grid.dim() == 1),
               "kan_mlip: grid must be (in, L) (or (L,) for fourier), got ", grid.sizes(), " for x ", x.sizes());
   TORCH_CHECK(grid.scalar_type() == x.scalar_type(), "kan_mlip: grid dtype ", grid.scalar_type(),
               " differs from x dtype ", x.scalar_type());
@@ -90,10 +96,10 @@ Tensor padded_coeff(const Tensor &coeff, int64_t C)
 // functions; dense bases, and wide outputs, go through BLAS on a dense block.
 constexpr int64_t GEMM_MIN_OUT = 8;
 
-bool use_gemm(int64_t kind, int64_t out) { return kind != BSPLINE || out >= GEMM_MIN_OUT; }
+bool use_gemm(int64_t kind, int64_t out) { return (kind & KIND_MASK) != BSPLINE || out >= GEMM_MIN_OUT; }
 
 // Narrow Gaussian contractions are fused end to end (gaussian_narrow.h)
-bool narrow_gaussian(int64_t kind, int64_t out) { return kind == GAUSSIAN && out < GEMM_MIN_OUT; }
+bool narrow_gaussian(int64_t kind, int64_t out) { return (kind & KIND_MASK) == GAUSSIAN && out < GEMM_MIN_OUT; }
 
 // Per-task scratch and block evaluation of the basis for rows [n0, n0 + rows)
 template <typename T> struct Block {

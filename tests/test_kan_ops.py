@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from kan_mlip.nn import KANLinear
-from kan_mlip.nn.ops import BASIS_KIND, fused_ops_available
+from kan_mlip.nn.ops import BASE_SILU, BASIS_KIND, fused_ops_available
 
 BASES = ["bspline", "gaussian", "fourier"]
 
@@ -69,6 +69,48 @@ def test_gradcheck_and_gradgradcheck_of_every_primitive(basis):
             assert torch.autograd.gradgradcheck(fn, args)
 
 
+@pytest.mark.parametrize("out", [2, 9])  # narrow (fused end to end) / wide (block + GEMM) paths
+def test_fused_silu_base_values_and_derivatives_to_fourth_order(out):
+    """kind + BASE_SILU: silu(x) is function K, contracted with the Gaussians (the layer's base branch)."""
+    torch.manual_seed(3)
+    layer = KANLinear(3, out, basis="gaussian", fused=True).double()
+    grid, aux, ops = layer.basis.grid, layer.basis.aux, torch.ops.kan_mlip
+    kind, K = BASIS_KIND["gaussian"] + BASE_SILU, layer.num_basis + 1
+    x = (torch.randn(6, 3, dtype=torch.float64) * 3).requires_grad_(True)
+    # only the base column: y = silu(x) @ W^T, and its derivatives by autograd through torch's silu
+    c = torch.zeros(out, 3, K, dtype=torch.float64)
+    c[:, :, -1] = torch.randn(out, 3, dtype=torch.float64)
+    g = torch.randn(6, out, dtype=torch.float64)
+    f = lambda x: torch.nn.functional.silu(x)
+    for d in range(4):
+        expected = f(x) @ c[:, :, -1].t()
+        torch.testing.assert_close(ops.kan_forward(x, c, None, grid, aux, kind, 0, d), expected, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(ops.kan_input_grad(x, c, g, grid, aux, kind, 0, d), f(x) * (g @ c[:, :, -1]),
+                                   rtol=1e-12, atol=1e-12)
+        f = lambda x, f=f: torch.autograd.grad(f(x).sum(), x, create_graph=True)[0]
+    cr = torch.randn(out, 3, K, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    gr = g.clone().requires_grad_(True)
+    for d in (0, 2):
+        for fn, args in [
+            (lambda x, c, w: ops.kan_forward(x, c, w, grid, aux, kind, 0, d), (x, cr, w)),
+            (lambda x, c, g: ops.kan_input_grad(x, c, g, grid, aux, kind, 0, d), (x, cr, gr)),
+            (lambda x, g, w: ops.kan_coeff_grad(x, g, w, grid, aux, kind, 0, d), (x, gr, w)),
+        ]:
+            assert torch.autograd.gradcheck(fn, args)
+            assert torch.autograd.gradgradcheck(fn, args)
+
+
+def test_fused_base_is_used_by_the_default_gaussian_layer_and_matches_its_reference():
+    ref, fused = pair("gaussian", 5, 3, torch.float64)
+    assert fused.fused_base and not ref.fused_base
+    x = torch.randn(40, 5, dtype=torch.float64) * 2
+    for a, b in zip(derivatives(ref, x), derivatives(fused, x)):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+    assert not KANLinear(5, 3, basis="gaussian", layer_norm=True).fused_base  # the base sees x, the basis u
+    assert not KANLinear(5, 3, basis="gaussian", base_activation="tanh").fused_base
+
+
 def test_bspline_derivatives_beyond_the_degree_vanish_and_third_is_piecewise_constant():
     layer = KANLinear(1, 1, basis="bspline", fused=True, spline_order=3).double()
     grid, aux = layer.basis.grid, layer.basis.aux
@@ -106,6 +148,8 @@ def test_bad_op_arguments_raise_not_crash():
         ops.kan_forward(x, torch.randn(2, 3, 5, dtype=torch.float64), None, grid, torch.ones(3, 1, dtype=torch.float64), 1, 0, 0)
     with pytest.raises(RuntimeError, match="basis kind"):
         ops.kan_forward(x, torch.randn(2, 3, 8, dtype=torch.float64), None, grid, torch.zeros(0), 7, 0, 0)
+    with pytest.raises(RuntimeError, match="gaussian basis only"):
+        ops.kan_forward(x, torch.randn(2, 3, 5, dtype=torch.float64), None, grid, torch.zeros(0, dtype=torch.float64), 8, 3, 0)
     with pytest.raises(RuntimeError, match="inverse widths"):
         ops.kan_forward(x, torch.randn(2, 3, 8, dtype=torch.float64), None, grid, torch.zeros(0, dtype=torch.float64), 1, 0, 0)
     with pytest.raises(RuntimeError, match="grid"):

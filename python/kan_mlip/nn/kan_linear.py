@@ -29,7 +29,7 @@ import torch
 from .bspline import BSplineBasis
 from .fourier import FourierBasis
 from .gaussian import GaussianBasis
-from .ops import BASIS_KIND, fused_ops_available, use_fused_default
+from .ops import BASE_SILU, BASIS_KIND, fused_ops_available, use_fused_default
 
 BASES: Dict[str, Any] = {"bspline": BSplineBasis, "gaussian": GaussianBasis, "fourier": FourierBasis}
 BASIS_OPTIONS: Dict[str, tuple] = {
@@ -86,7 +86,9 @@ class KANLinear(torch.nn.Module):
     # fixed at construction; TorchScript drops the branch not taken, so a model scripts with or
     # without the op library loaded
     fused: Final[bool]
+    fused_base: Final[bool]
     basis_kind: Final[int]
+    base_silu_kind: Final[int]
     spline_order: Final[int]
 
     def __init__(
@@ -116,6 +118,7 @@ class KANLinear(torch.nn.Module):
             raise ValueError("KANLinear(fused=True), but the kan_mlip ops library is not built (make setup)")
         self.fused = bool(fused)
         self.basis_kind = BASIS_KIND[basis]
+        self.base_silu_kind = BASIS_KIND[basis] + BASE_SILU
         self.spline_order = int(getattr(self.basis, "spline_order", 0))
         self.num_basis = num_basis = int(self.basis.num_basis)
 
@@ -137,6 +140,9 @@ class KANLinear(torch.nn.Module):
         else:
             self.base_weight = torch.nn.Parameter(torch.empty(self.out_features, self.in_features).uniform_(-bound, bound))
         # unit-variance basis sums: Var(sum_k c_k B_k) ~ scale^2 / in_features
+        # the ops contract a silu base branch with the Gaussians in one pass (it acts on x, so not
+        # after a LayerNorm, which only the basis sees)
+        self.fused_base = bool(self.fused and basis == "gaussian" and base_activation == "silu" and not layer_norm)
         if scale_spline is None:
             scale_spline = DEFAULT_SCALE_SPLINE[basis]
         fan_in = self.in_features
@@ -154,8 +160,10 @@ class KANLinear(torch.nn.Module):
     def __setstate__(self, state):
         # a layer pickled with the fused ops, unpickled where they are not built: same numbers by the reference
         super().__setstate__(state)
+        self.__dict__.setdefault("fused_base", False)
         if self.__dict__.get("fused", False) and not fused_ops_available():
             self.fused = False
+            self.fused_base = False
 
     def scaled_spline_weight(self) -> torch.Tensor:
         if self.spline_scaler is None:
@@ -177,10 +185,18 @@ class KANLinear(torch.nn.Module):
         lead = x.shape[:-1]
         x = x.reshape(-1, self.in_features)
         coeff = self.scaled_spline_weight()
+        base_weight = self.base_weight
         if self.fused:
             # y = sum_{i,k} c[o,i,k] phi_k(u[n,i]) without the (N, in, K) basis tensor
             u = self.norm(x)
-            y = torch.ops.kan_mlip.kan_forward(u, coeff, None, self.basis.grid, self.basis.aux, self.basis_kind,
+            kind = self.basis_kind
+            if self.fused_base and base_weight is not None:  # silu(x) as function K, weights W_base
+                coeff_all = torch.cat([coeff, base_weight.unsqueeze(-1)], dim=-1)
+                kind = self.base_silu_kind
+                base_weight = None
+            else:
+                coeff_all = coeff
+            y = torch.ops.kan_mlip.kan_forward(u, coeff_all, None, self.basis.grid, self.basis.aux, kind,
                                                self.spline_order, 0)
             if self.zero_at_origin:
                 phi0 = self.basis(self.norm(self._origin(x)))[0]  # (in, K)
@@ -189,7 +205,6 @@ class KANLinear(torch.nn.Module):
             phi = self.basis_values(x)
             flat = self.in_features * self.num_basis  # explicit sizes: N may be 0
             y = torch.mm(phi.reshape(phi.shape[0], flat), coeff.reshape(self.out_features, flat).t())
-        base_weight = self.base_weight
         if base_weight is not None:
             y = y + torch.mm(self.base_activation(x), base_weight.t())
         return y.reshape(lead + (self.out_features,))
