@@ -248,17 +248,29 @@ template <typename T> struct Basis {
     return x * poly(sigmoid_d) + T(deriv) * poly(sigmoid_d1);
   }
 
-  // gaussian rows for eval_rows, the base function last; KC > 0: Gaussians per input known at compile time
+  // Column of function k of input i in a row of the dense block: i * K + k, except that base functions
+  // come after all basis functions (i * Kb + k, then in * Kb + i), so that each input's Gaussians stay
+  // one aligned SIMD vector. GEMM operands are permuted to match.
+  int64_t column(int64_t i, int64_t k) const
+  {
+    const int64_t Kb = K - base;
+    return k < Kb ? i * Kb + k : in * Kb + i;
+  }
+
+  // gaussian rows for eval_rows; KC > 0: Gaussians per input known at compile time
   template <int KC, int D> void gaussian_rows(const T *x, int64_t rows, T *phi) const
   {
     const int64_t Kg = KC > 0 ? KC : K - base;
-    for (int64_t e = 0; e < rows * in; e++) {
-      const int64_t i = e % in;
-      const T *c = grid + i * grid_stride;
-      const T xi = x[e], s = aux[i * aux_stride];
-      T *p = phi + e * K;
-      for (int64_t k = 0; k < Kg; k++) p[k] = gaussian<D>(xi, c[k], s);
-      if (base) p[Kg] = silu<D>(xi);
+    for (int64_t r = 0; r < rows; r++) {
+      T *row = phi + r * in * K;
+      for (int64_t i = 0; i < in; i++) {
+        const T *c = grid + i * grid_stride;
+        const T xi = x[r * in + i], s = aux[i * aux_stride];
+        T *p = row + i * Kg;
+        for (int64_t k = 0; k < Kg; k++) p[k] = gaussian<D>(xi, c[k], s);
+      }
+      if (base)
+        for (int64_t i = 0; i < in; i++) row[in * Kg + i] = silu<D>(x[r * in + i]);
     }
   }
 
@@ -270,7 +282,7 @@ template <typename T> struct Basis {
     gaussian_rows<KC, -1>(x, rows, phi);
   }
 
-  // ---- dense bases straight into the row-major block BLAS contracts: phi[(r * in + i) * K + k] for
+  // ---- dense bases straight into the row-major block BLAS contracts: phi[r * in * K + column(i, k)] for
   // rows [0, rows) of x (row-major, x[r * in + i]); no transpose, every write contiguous ----
   template <typename SinCosFn> void eval_rows(const T *x, int64_t rows, T *phi, T *sc, T *ss, SinCosFn sincos_fn) const
   {

@@ -124,7 +124,7 @@ template <typename T> struct Block {
     basis.eval_block(xT.data(), rows, V.data(), first.data(), s1.data(), s2.data());
   }
 
-  // row-major dense block phi[r, i * K + k] = w[n, i] phi_k(x[n, i]), what BLAS contracts
+  // row-major dense block phi[r, column(i, k)] = w[n, i] phi_k(x[n, i]), what the GEMM contracts
   void dense(const T *x, const T *w, int64_t n0, int64_t rows, T *phi)
   {
     if (basis.dense()) {
@@ -154,8 +154,8 @@ template <typename T> struct Block {
       for (int64_t r = 0; r < rows; r++)
         for (int64_t i = 0; i < in; i++) {
           const T wi = w[(n0 + r) * in + i];
-          T *p = phi + (r * in + i) * K;
-          for (int64_t k = 0; k < K; k++) p[k] *= wi;
+          T *p = phi + r * in * K;
+          for (int64_t k = 0; k < K; k++) p[basis.column(i, k)] *= wi;
         }
   }
 };
@@ -188,14 +188,15 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
       return;
     }
     const Tensor cP = gemm ? Tensor() : padded_coeff(coeff_, C);
-    // GEMM operand: coefficients as (in * K, out), rows padded to whole vectors (small_gemm.h)
+    // GEMM operand: coefficients as (block column, out), rows padded to whole vectors (small_gemm.h)
     const int64_t Kd = L.in * L.K, outP = simd_round_up<scalar_t>(out);
     std::vector<scalar_t> cT(gemm ? Kd * outP : 0, scalar_t(0));
     if (gemm) {
       const Tensor c = coeff_.detach().contiguous();
       const scalar_t *c_src = c.data_ptr<scalar_t>();
       for (int64_t o = 0; o < out; o++)
-        for (int64_t e = 0; e < Kd; e++) cT[e * outP + o] = c_src[o * Kd + e];
+        for (int64_t i = 0; i < L.in; i++)
+          for (int64_t k = 0; k < L.K; k++) cT[basis.column(i, k) * outP + o] = c_src[(o * L.in + i) * L.K + k];
     }
     const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = gemm ? nullptr : cP.data_ptr<scalar_t>();
     scalar_t *y_p = y.data_ptr<scalar_t>();
@@ -266,19 +267,22 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
       return;
     }
     const Tensor cP = gemm ? Tensor() : padded_coeff(coeff_, C);
-    // GEMM operand: coefficients as (out, in * K), rows padded to whole vectors (small_gemm.h)
-    const int64_t Kd = L.in * L.K, KdP = simd_round_up<scalar_t>(Kd);
+    // GEMM operand: coefficients as (out, block column), rows padded to whole vectors (small_gemm.h)
+    const int64_t Kd = L.in * L.K, KdP = simd_round_up<scalar_t>(Kd), Kb = L.K - basis.base;
     std::vector<scalar_t> c2(gemm ? out * KdP : 0, scalar_t(0));
     if (gemm) {
       const Tensor c = coeff_.detach().contiguous();
-      for (int64_t o = 0; o < out; o++) std::copy_n(c.data_ptr<scalar_t>() + o * Kd, Kd, c2.data() + o * KdP);
+      const scalar_t *c_src = c.data_ptr<scalar_t>();
+      for (int64_t o = 0; o < out; o++)
+        for (int64_t i = 0; i < L.in; i++)
+          for (int64_t k = 0; k < L.K; k++) c2[o * KdP + basis.column(i, k)] = c_src[(o * L.in + i) * L.K + k];
     }
     const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = gemm ? nullptr : cP.data_ptr<scalar_t>();
     const scalar_t *g_p = g.data_ptr<scalar_t>(), *cd_p = c2.data();
     scalar_t *z_p = z.data_ptr<scalar_t>();
     at::parallel_for(0, (L.N + R - 1) / R, 1, [&](int64_t b0, int64_t b1) {
       Block<scalar_t> blk(basis, L.in, R, x.options());
-      std::vector<scalar_t> phi(gemm ? R * Kd : 0), m(gemm && out >= GEMM_MIN_OUT ? R * KdP : 0);
+      std::vector<scalar_t> phi(gemm ? R * Kd : 0), m(gemm ? R * KdP : 0);
       std::vector<scalar_t> zT(gemm ? 0 : L.in * R);
       for (int64_t b = b0; b < b1; b++) {
         const int64_t n0 = b * R, rows = std::min(R, L.N - n0);
@@ -286,29 +290,32 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
           // m[r, i*K + k] = sum_o g[n, o] c[o, i, k], then z[n, i] = sum_k phi[r, i*K + k] m[r, i*K + k]
           blk.dense(x_p, nullptr, n0, rows, phi.data());
           const scalar_t *f_p = phi.data();
-          if (out < GEMM_MIN_OUT) {    // narrow output (dense basis): z[n, i] = sum_o g[n, o] <phi[r, i, :], c[o, i, :]>
-            for (int64_t r = 0; r < rows; r++)
-              for (int64_t i = 0; i < L.in; i++) {
-                const scalar_t *f = f_p + (r * L.in + i) * L.K;
-                scalar_t acc = 0;
-                for (int64_t o = 0; o < out; o++) {
-                  const scalar_t *c = cd_p + o * KdP + i * L.K;
-                  scalar_t dot = 0;
-                  for (int64_t k = 0; k < L.K; k++) dot += f[k] * c[k];
-                  acc += g_p[(n0 + r) * out + o] * dot;
-                }
-                z_p[(n0 + r) * L.in + i] = acc;
+          // narrow output (Fourier; Gaussians took the fused path): m[r, :] = sum_o g[n, o] c[o, :] by rows
+          if (out < GEMM_MIN_OUT) {
+            for (int64_t r = 0; r < rows; r++) {
+              scalar_t *mr = m.data() + r * KdP;
+              std::fill(mr, mr + Kd, scalar_t(0));
+              for (int64_t o = 0; o < out; o++) {
+                const scalar_t go = g_p[(n0 + r) * out + o], *c = cd_p + o * KdP;
+                for (int64_t e = 0; e < Kd; e++) mr[e] += go * c[e];
               }
-            continue;
+            }
+          } else {
+            small_gemm(g_p + n0 * out, out, rows, out, cd_p, KdP, Kd, m.data(), KdP, false);
           }
-          small_gemm(g_p + n0 * out, out, rows, out, cd_p, KdP, Kd, m.data(), KdP, false);
-          for (int64_t r = 0; r < rows; r++)
+          // z[n, i] = sum_k phi[r, column(i, k)] m[r, column(i, k)]: the basis functions of input i are
+          // contiguous, its base function (if any) sits after all of them
+          for (int64_t r = 0; r < rows; r++) {
+            const scalar_t *fr = f_p + r * Kd, *mr = m.data() + r * KdP;
             for (int64_t i = 0; i < L.in; i++) {
-              const scalar_t *f = f_p + r * Kd + i * L.K, *mr = m.data() + r * KdP + i * L.K;
+              const scalar_t *f = fr + i * Kb, *mi = mr + i * Kb;
               scalar_t acc = 0;
-              for (int64_t k = 0; k < L.K; k++) acc += f[k] * mr[k];
+              for (int64_t k = 0; k < Kb; k++) acc += f[k] * mi[k];
               z_p[(n0 + r) * L.in + i] = acc;
             }
+            if (basis.base)
+              for (int64_t i = 0; i < L.in; i++) z_p[(n0 + r) * L.in + i] += fr[L.in * Kb + i] * mr[L.in * Kb + i];
+          }
           continue;
         }
         blk.evaluate(x_p, n0, rows);
@@ -413,11 +420,13 @@ Tensor kan_coeff_grad_cpu(const Tensor &x_, const Tensor &g_, const c10::optiona
       if (p.defined()) total.add_(p);
     return total.permute({0, 2, 1}).contiguous();
   }
-  if (gemm) {
+  if (gemm) {    // block columns back to (out, in, K): the base functions' columns come last
     Tensor total = at::zeros({out, L.in * L.K}, x.options());
     for (const Tensor &p : partial)
       if (p.defined()) total.add_(p);
-    return total.view({out, L.in, L.K});
+    if (!(kind & BASE_SILU)) return total.view({out, L.in, L.K});
+    const int64_t Kb = L.K - 1;
+    return at::cat({total.narrow(1, 0, L.in * Kb).view({out, L.in, Kb}), total.narrow(1, L.in * Kb, L.in).view({out, L.in, 1})}, 2);
   }
   Tensor total = at::zeros({L.in, L.K + 2 * C + 1, out}, x.options());
   for (const Tensor &p : partial)
