@@ -142,7 +142,8 @@ template <typename T> struct Basis {
 
   // ---- B-spline block evaluation: rows [0, rows) of xT (input-major: xT[i * rows + r]) ----
   // V[(i * C + j) * rows + r] = value j of (r, i), first[i * rows + r] its first basis index (K: all
-  // zero); C = count(). Uniform knots take a vectorisable path; others fall back per element.
+  // zero); C = count(). Every loop runs over rows, so it vectorises: uniform knots give the de Boor
+  // distances in closed form, other knots gather them (scratch: s1 (order + 1) * rows, s2 order * rows).
   void eval_block(const T *xT, int64_t rows, T *V, int64_t *first, T *s1, T *s2) const
   {
     const int64_t C = count();
@@ -150,59 +151,98 @@ template <typename T> struct Basis {
       for (int64_t e = 0; e < in * rows; e++) first[e] = K;
       return;
     }
+    const int64_t q = order - deriv;
     for (int64_t i = 0; i < in; i++) {
       const T *x = xT + i * rows;
       int64_t *f = first + i * rows;
       T *Vi = V + i * C * rows;
-      if (!uniform[i]) {
-        T v[64];
-        for (int64_t r = 0; r < rows; r++) {
-          f[r] = eval_bspline(i, x[r], v);
-          for (int64_t j = 0; j < C; j++) Vi[j * rows + r] = v[j];
-        }
-        continue;
-      }
       const T *t = grid + i * grid_stride;
-      const T t0 = t[0], tl = t[grid_len - 1], inv_h = T(1) / step[i];
-      T *u = s1;
-      for (int64_t r = 0; r < rows; r++) {
-        const T xr = x[r];
-        const bool inside = xr >= t0 && xr < tl;
-        const T pos = inside ? (xr - t0) * inv_h : T(0);
-        int64_t m = std::min<int64_t>(grid_len - 2, int64_t(pos));
-        f[r] = inside ? m - order : K;
-        u[r] = pos - T(m);
+      const T *p = padded.data() + i * (grid_len + 2 * order) + order;    // p[j] == t[j], valid for j in [-order, ...)
+      const T t0 = t[0], tl = t[grid_len - 1], h = step[i], inv_h = T(1) / h;
+      const bool uni = uniform[i];    // a local: a char read in the loops below could alias their stores
+      // knot interval t[m] <= x < t[m + 1], kept in f until the end (outside: m = 0, values zeroed below)
+      T *left = s1, *right = s2, *u = s1 + order * rows;    // left[(j - 1) * rows + r]; u: uniform knots
+      if (uni) {    // m and the position u = (x - t[m]) / h in the interval, in closed form
+        for (int64_t r = 0; r < rows; r++) {
+          const T xr = x[r];
+          const bool inside = xr >= t0 && xr < tl;
+          const T pos = inside ? (xr - t0) * inv_h : T(0);
+          const int64_t m = std::min<int64_t>(grid_len - 2, int64_t(pos));
+          f[r] = inside ? m : -1;
+          u[r] = pos - T(m);
+        }
+      } else {
+        for (int64_t r = 0; r < rows; r++) {
+          const T xr = x[r];
+          const bool inside = xr >= t0 && xr < tl;
+          // a guess from the mean spacing, then a local search
+          int64_t m = inside ? std::max<int64_t>(0, int64_t((xr - t0) / (tl - t0) * T(grid_len - 1))) : 0;
+          m = std::min<int64_t>(m, grid_len - 2);
+          while (m > 0 && xr < t[m]) m--;
+          while (m < grid_len - 2 && xr >= t[m + 1]) m++;
+          f[r] = inside ? m : -1;
+        }
       }
-      // de Boor on uniform knots: left_j = h (u + j - 1), right_j = h (j - u), denominators j h
+      // de Boor (The NURBS Book A2.2) over rows: left_j = x - t[m + 1 - j], right_j = t[m + j] - x
+      for (int64_t j = 1; j <= order; j++) {
+        T *lj = left + (j - 1) * rows, *rj = right + (j - 1) * rows;
+        if (uni) {    // t[m + k] = t0 + (m + k) h
+          for (int64_t r = 0; r < rows; r++) {
+            lj[r] = h * (u[r] + T(j - 1));
+            rj[r] = h * (T(j) - u[r]);
+          }
+        } else {
+          for (int64_t r = 0; r < rows; r++) {
+            const int64_t m = std::max<int64_t>(f[r], 0);
+            lj[r] = x[r] - p[m + 1 - j];
+            rj[r] = p[m + j] - x[r];
+          }
+        }
+      }
       for (int64_t r = 0; r < rows; r++) Vi[r] = T(1);
-      const int64_t q = order - deriv;
       for (int64_t j = 1; j <= q; j++) {
-        const T inv_j = T(1) / T(j);
-        T *saved = s2;
+        T *saved = Vi + j * rows;    // becomes N_j
         for (int64_t r = 0; r < rows; r++) saved[r] = T(0);
         for (int64_t rr = 0; rr < j; rr++) {
           T *N = Vi + rr * rows;
+          const T *R1 = right + rr * rows, *Lj = left + (j - rr - 1) * rows;
+          if (uni) {    // right_{rr+1} + left_{j-rr} = j h: no division
+            const T inv_jh = inv_h / T(j);
+            for (int64_t r = 0; r < rows; r++) {
+              const T temp = N[r] * inv_jh;
+              N[r] = saved[r] + R1[r] * temp;
+              saved[r] = Lj[r] * temp;
+            }
+            continue;
+          }
           for (int64_t r = 0; r < rows; r++) {
-            const T temp = N[r] * inv_j;
-            N[r] = saved[r] + (T(rr + 1) - u[r]) * temp;
-            saved[r] = (u[r] + T(j - rr - 1)) * temp;
+            const T temp = safe_div(N[r], R1[r] + Lj[r]);
+            N[r] = saved[r] + R1[r] * temp;
+            saved[r] = Lj[r] * temp;
           }
         }
-        T *Nj = Vi + j * rows;
-        for (int64_t r = 0; r < rows; r++) Nj[r] = saved[r];
       }
-      // derivative: D_{deg} = (B_{j, deg-1} - B_{j+1, deg-1}) / h, new entry rr uses old rr-1 and rr
-      for (int64_t deg = q + 1; deg <= order; deg++) {
+      // raise to the derivative: B'_{j,deg} = deg (B_{j,deg-1} / (t_{j+deg} - t_j) - B_{j+1,deg-1} / (t_{j+deg+1} - t_{j+1}))
+      for (int64_t deg = q + 1; deg <= order; deg++)
         for (int64_t rr = deg; rr >= 0; rr--) {
           T *out = Vi + rr * rows;
           const T *a = rr - 1 >= 0 ? Vi + (rr - 1) * rows : nullptr;
           const T *b = rr < deg ? Vi + rr * rows : nullptr;
-          for (int64_t r = 0; r < rows; r++) out[r] = ((a ? a[r] : T(0)) - (b ? b[r] : T(0))) * inv_h;
+          if (uni) {    // every knot span of degree deg is deg * h
+            for (int64_t r = 0; r < rows; r++) out[r] = ((a ? a[r] : T(0)) - (b ? b[r] : T(0))) * inv_h;
+            continue;
+          }
+          for (int64_t r = 0; r < rows; r++) {
+            const int64_t j = std::max<int64_t>(f[r], 0) - deg + rr;    // the new entry's function index
+            const T da = p[j + deg] - p[j], db = p[j + deg + 1] - p[j + 1];
+            out[r] = T(deg) * ((a ? safe_div(a[r], da) : T(0)) - (b ? safe_div(b[r], db) : T(0)));
+          }
         }
-      }
-      for (int64_t r = 0; r < rows; r++)    // outside every support: exact zeros
-        if (f[r] == K)
+      for (int64_t r = 0; r < rows; r++) {    // outside every support: exact zeros
+        if (f[r] < 0)
           for (int64_t j = 0; j < C; j++) Vi[j * rows + r] = T(0);
+        f[r] = f[r] < 0 ? K : f[r] - order;
+      }
     }
   }
 

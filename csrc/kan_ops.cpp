@@ -111,7 +111,8 @@ template <typename T> struct Block {
 
   Block(const Basis<T> &b, int64_t in_, int64_t R_, at::TensorOptions o)
       : basis(b), in(in_), K(b.K), C(b.count()), xT(b.dense() ? 0 : in_ * R_),
-        V(b.dense() ? 0 : std::max<int64_t>(1, in_ * b.count() * R_)), s1(in_ * R_), s2(in_ * R_),
+        V(b.dense() ? 0 : std::max<int64_t>(1, in_ * b.count() * R_)), s1((std::max(in_, b.order) + 1) * R_),
+        s2(std::max(in_, b.order) * R_),
         first(b.dense() ? 0 : in_ * R_), opts(o)
   {
   }

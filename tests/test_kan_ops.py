@@ -111,6 +111,20 @@ def test_fused_base_is_used_by_the_default_gaussian_layer_and_matches_its_refere
     assert not KANLinear(5, 3, basis="gaussian", base_activation="tanh").fused_base
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fused_bspline_on_non_uniform_knots(dtype):
+    """Knots moved by update_grid are not evenly spaced: the gathered de Boor path, to second order."""
+    ref, fused = pair("bspline", 4, 3, dtype)
+    gen = torch.Generator().manual_seed(5)
+    knots = torch.sort(torch.rand(4, ref.basis.grid.shape[1], generator=gen) * 4 - 2, dim=1).values.to(dtype)
+    for layer in (ref, fused):
+        layer.basis.grid.copy_(knots)
+    x = torch.randn(200, 4, dtype=dtype, generator=gen) * 1.5
+    tol = dict(rtol=1e-9, atol=1e-9) if dtype == torch.float64 else dict(rtol=2e-4, atol=2e-4)
+    for a, b in zip(derivatives(ref, x), derivatives(fused, x)):
+        torch.testing.assert_close(b, a, **tol)
+
+
 def test_bspline_derivatives_beyond_the_degree_vanish_and_third_is_piecewise_constant():
     layer = KANLinear(1, 1, basis="bspline", fused=True, spline_order=3).double()
     grid, aux = layer.basis.grid, layer.basis.aux
