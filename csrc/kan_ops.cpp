@@ -76,10 +76,12 @@ Basis<T> make_basis(const Layout &L, const Tensor &grid, const Tensor &aux, int6
 
 constexpr int64_t MAX_COUNT = 64;
 
-// Rows per block (and per parallel task): the dense (rows, in * K) basis block stays in L2
+// Rows per block (and per parallel task): the dense (rows, in * K) basis block stays in L2, and whole
+// GEMM tiles of 7 or 14 rows cover it (small_gemm.h), so no block ends in narrow tail tiles
 int64_t block_rows(int64_t in, int64_t K, int64_t elem_size)
 {
-  return std::min<int64_t>(512, std::max<int64_t>(8, (256 << 10) / (elem_size * std::max<int64_t>(1, in * K))));
+  const int64_t R = std::min<int64_t>(512, std::max<int64_t>(8, (256 << 10) / (elem_size * std::max<int64_t>(1, in * K))));
+  return R >= 28 ? R / 14 * 14 : R >= 14 ? R / 7 * 7 : R;
 }
 
 // c[o, i, k] -> cP[i, C + k, o]: o contiguous, and C zero rows on both sides of k so that every

@@ -58,6 +58,16 @@ inline void gemm_tile(const T *A, int64_t lda, int64_t Kd, const T *B, int64_t l
 // rows of the tile: RB * NV accumulators + NV loads fill the registers (broadcasts come from memory)
 template <int NV> constexpr int tile_rows() { return std::min(14, (SIMD_REGISTERS - NV) / NV); }
 
+template <typename T, int NV, int RB>
+inline void gemm_tail(const T *A, int64_t lda, int64_t M, int64_t Kd, const T *B, int64_t ldb, int64_t n_valid, T *Y,
+                      int64_t ldy, bool accumulate, int64_t r0)
+{
+  if constexpr (RB * NV + NV <= SIMD_REGISTERS)
+    for (; r0 + RB <= M; r0 += RB)
+      gemm_tile<T, RB, NV>(A + r0 * lda, lda, Kd, B, ldb, n_valid, Y + r0 * ldy, ldy, accumulate, RB);
+  if constexpr (RB > 1) gemm_tail<T, NV, RB / 2>(A, lda, M, Kd, B, ldb, n_valid, Y, ldy, accumulate, r0);
+}
+
 template <typename T, int NV>
 void gemm_columns(const T *A, int64_t lda, int64_t M, int64_t Kd, const T *B, int64_t ldb, int64_t n_valid, T *Y,
                   int64_t ldy, bool accumulate)
@@ -66,8 +76,9 @@ void gemm_columns(const T *A, int64_t lda, int64_t M, int64_t Kd, const T *B, in
   int64_t r0 = 0;
   for (; r0 + RB <= M; r0 += RB)
     gemm_tile<T, RB, NV>(A + r0 * lda, lda, Kd, B, ldb, n_valid, Y + r0 * ldy, ldy, accumulate, RB);
-  for (; r0 < M; r0++)    // remaining rows one at a time
-    gemm_tile<T, 1, NV>(A + r0 * lda, lda, Kd, B, ldb, n_valid, Y + r0 * ldy, ldy, accumulate, 1);
+  // remaining rows in tiles of 8, 4, 2, 1: a one-row tile has only NV accumulator chains, too few to
+  // hide the FMA latency, so the tail is kept in as few of them as possible
+  gemm_tail<T, NV, 8>(A, lda, M, Kd, B, ldb, n_valid, Y, ldy, accumulate, r0);
 }
 
 template <typename T>
