@@ -5,7 +5,8 @@
 //              triangular scheme (The NURBS Book, A2.2) at degree order - d, raised to the d-th
 //              derivative by B'_{j,p} = p (B_{j,p-1}/(t_{j+p}-t_j) - B_{j+1,p-1}/(t_{j+p+1}-t_{j+1})).
 //   gaussian : exp(-z^2), z = (x - c_k) s;  d^d/dx^d = (-s)^d H_d(z) exp(-z^2)  (Hermite H_d).
-//              One pass with an inlined vectorisable exp (vec_exp.h); values below exp(flush_arg()) are 0.
+//              An inlined vectorisable exp (vec_exp.h), or a product recurrence on uniform centres
+//              (gaussian_rows.h); values below exp(flush_arg()) are 0.
 //   fourier  : [cos(f x), sin(f x)] over frequencies f;  d-th derivative = f^d (cos|sin)(f x + d pi/2).
 //              Frequencies 1..K/2 (the default): two trig calls per input and angle addition.
 #pragma once
@@ -257,9 +258,15 @@ template <typename T> struct Basis {
   {
     const T z = (x - c) * s, t = std::max(-z * z, flush_arg());
     const T e = t > flush_arg() ? exp_bounded(t) : T(0);
-    if (D == 0) return e;
-    if (D == 1) return T(-2) * s * z * e;
-    if (D == 2) return s * s * (T(4) * z * z - T(2)) * e;
+    return D == 0 ? e : gaussian_factor<D>(z, s) * e;
+  }
+
+  // phi^(D) / phi for a Gaussian at z = (x - c) s: -2 s z, s^2 (4 z^2 - 2), or (-s)^d H_d(z)
+  template <int D> inline __attribute__((always_inline)) T gaussian_factor(T z, T s) const
+  {
+    if (D == 0) return T(1);
+    if (D == 1) return T(-2) * s * z;
+    if (D == 2) return s * s * (T(4) * z * z - T(2));
     T h_prev = T(1), hd = T(2) * z, scale = -s;    // Hermite H_0, H_1
     for (int64_t m = 1; m < deriv; m++) {
       const T h_next = T(2) * z * hd - T(2 * m) * h_prev;
@@ -267,7 +274,7 @@ template <typename T> struct Basis {
       hd = h_next;
       scale *= -s;
     }
-    return scale * hd * e;
+    return scale * hd;
   }
 
   // d-th derivative of silu(x) = x s, s = sigmoid(x): s (1 + x (1 - s)), s (1 - s) (2 + x (1 - 2 s)), or in
@@ -288,52 +295,16 @@ template <typename T> struct Basis {
     return x * poly(sigmoid_d) + T(deriv) * poly(sigmoid_d1);
   }
 
-  // Column of function k of input i in a row of the dense block: i * K + k, except that base functions
-  // come after all basis functions (i * Kb + k, then in * Kb + i), so that each input's Gaussians stay
-  // one aligned SIMD vector. GEMM operands are permuted to match.
-  int64_t column(int64_t i, int64_t k) const
-  {
-    const int64_t Kb = K - base;
-    return k < Kb ? i * Kb + k : in * Kb + i;
-  }
+  // Column of function k of input i in a row of the dense block. Gaussian blocks are k-major
+  // (k * in + i, the base function as k = K - 1), so that values are computed with SIMD over inputs
+  // (gaussian_rows.h); Fourier blocks are input-major (i * K + k). GEMM operands are permuted to match.
+  bool k_major() const { return kind == GAUSSIAN; }
+  int64_t column(int64_t i, int64_t k) const { return k_major() ? k * in + i : i * K + k; }
 
-  // gaussian rows for eval_rows; KC > 0: Gaussians per input known at compile time
-  template <int KC, int D> void gaussian_rows(const T *x, int64_t rows, T *phi) const
-  {
-    const int64_t Kg = KC > 0 ? KC : K - base;
-    for (int64_t r = 0; r < rows; r++) {
-      T *row = phi + r * in * K;
-      for (int64_t i = 0; i < in; i++) {
-        const T *c = grid + i * grid_stride;
-        const T xi = x[r * in + i], s = aux[i * aux_stride];
-        T *p = row + i * Kg;
-        for (int64_t k = 0; k < Kg; k++) p[k] = gaussian<D>(xi, c[k], s);
-      }
-      if (base)
-        for (int64_t i = 0; i < in; i++) row[in * Kg + i] = silu<D>(x[r * in + i]);
-    }
-  }
-
-  template <int KC> void gaussian_rows(const T *x, int64_t rows, T *phi) const
-  {
-    if (deriv == 0) return gaussian_rows<KC, 0>(x, rows, phi);
-    if (deriv == 1) return gaussian_rows<KC, 1>(x, rows, phi);
-    if (deriv == 2) return gaussian_rows<KC, 2>(x, rows, phi);
-    gaussian_rows<KC, -1>(x, rows, phi);
-  }
-
-  // ---- dense bases straight into the row-major block BLAS contracts: phi[r * in * K + column(i, k)] for
+  // ---- Fourier straight into the row-major block the GEMM contracts: phi[r * in * K + column(i, k)] for
   // rows [0, rows) of x (row-major, x[r * in + i]); no transpose, every write contiguous ----
-  template <typename SinCosFn> void eval_rows(const T *x, int64_t rows, T *phi, T *sc, T *ss, SinCosFn sincos_fn) const
+  template <typename SinCosFn> void fourier_rows(const T *x, int64_t rows, T *phi, T *sc, T *ss, SinCosFn sincos_fn) const
   {
-    if (kind == GAUSSIAN) {
-      if (K - base == 8)    // the default grid: a compile-time width, so each (n, i) is one SIMD vector
-        gaussian_rows<8>(x, rows, phi);
-      else
-        gaussian_rows<0>(x, rows, phi);
-      return;
-    }
-    // FOURIER
     if (!fourier_harmonic) {
       for (int64_t e = 0; e < rows * in; e++) eval_fourier(x[e], phi + e * K);
       return;

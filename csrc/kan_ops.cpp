@@ -10,17 +10,17 @@
 // The (N, in, K) basis tensor is never materialised: each (row, input) evaluates only its nonzero
 // basis functions (order + 1 for B-splines) and contracts them with the coefficients directly.
 
+#include "gaussian_narrow.h"
+#include "gaussian_rows.h"
 #include "kan_basis.h"
 #include "small_gemm.h"
-
-#include "gaussian_narrow.h"
-#include "kan_basis.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
 
+#include <memory>
 #include <vector>
 
 namespace kan_mlip {
@@ -110,6 +110,7 @@ template <typename T> struct Block {
   std::vector<T> xT, V, s1, s2;    // B-splines: input-major copy of x, values, scratch
   std::vector<int64_t> first;
   at::TensorOptions opts;
+  std::unique_ptr<GaussianRows<T>> gaussian;
 
   Block(const Basis<T> &b, int64_t in_, int64_t R_, at::TensorOptions o)
       : basis(b), in(in_), K(b.K), C(b.count()), xT(b.dense() ? 0 : in_ * R_),
@@ -117,6 +118,7 @@ template <typename T> struct Block {
         s2(std::max(in_, b.order) * R_),
         first(b.dense() ? 0 : in_ * R_), opts(o)
   {
+    if (b.kind == GAUSSIAN) gaussian = std::make_unique<GaussianRows<T>>(b);    // s1 holds its 4 * in scratch
   }
 
   // structure of arrays, input-major (B-splines): V[(i * C + j) * rows + r], first[i * rows + r]
@@ -130,9 +132,14 @@ template <typename T> struct Block {
   // row-major dense block phi[r, column(i, k)] = w[n, i] phi_k(x[n, i]), what the GEMM contracts
   void dense(const T *x, const T *w, int64_t n0, int64_t rows, T *phi)
   {
+    if (gaussian) {
+      for (int64_t r = 0; r < rows; r++)
+        gaussian->row(x + (n0 + r) * in, w ? w + (n0 + r) * in : nullptr, phi + r * in * K, s1.data());
+      return;
+    }
     if (basis.dense()) {
       auto wrap = [&](const T *p, int64_t n) { return at::from_blob(const_cast<T *>(p), {n}, opts); };
-      basis.eval_rows(
+      basis.fourier_rows(
           x + n0 * in, rows, phi, s1.data(), s2.data(), [&](const T *src, T *c, T *s, int64_t n) {    // ATen's sin, cos
             at::Tensor co = wrap(c, n), so = wrap(s, n);
             at::cos_out(co, wrap(src, n));
@@ -271,7 +278,7 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
     }
     const Tensor cP = gemm ? Tensor() : padded_coeff(coeff_, C);
     // GEMM operand: coefficients as (out, block column), rows padded to whole vectors (small_gemm.h)
-    const int64_t Kd = L.in * L.K, KdP = simd_round_up<scalar_t>(Kd), Kb = L.K - basis.base;
+    const int64_t Kd = L.in * L.K, KdP = simd_round_up<scalar_t>(Kd);
     std::vector<scalar_t> c2(gemm ? out * KdP : 0, scalar_t(0));
     if (gemm) {
       const Tensor c = coeff_.detach().contiguous();
@@ -306,18 +313,21 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
           } else {
             small_gemm(g_p + n0 * out, out, rows, out, cd_p, KdP, Kd, m.data(), KdP, false);
           }
-          // z[n, i] = sum_k phi[r, column(i, k)] m[r, column(i, k)]: the basis functions of input i are
-          // contiguous, its base function (if any) sits after all of them
-          for (int64_t r = 0; r < rows; r++) {
+          // z[n, i] = sum_k phi[r, column(i, k)] m[r, column(i, k)]
+          for (int64_t r = 0; r < rows && basis.k_major(); r++) {    // column k * in + i: SIMD over i
+            const scalar_t *fr = f_p + r * Kd, *mr = m.data() + r * KdP;
+            scalar_t *zr = z_p + (n0 + r) * L.in;
+            std::fill(zr, zr + L.in, scalar_t(0));
+            for (int64_t k = 0; k < L.K; k++)
+              for (int64_t i = 0; i < L.in; i++) zr[i] += fr[k * L.in + i] * mr[k * L.in + i];
+          }
+          for (int64_t r = 0; r < rows && !basis.k_major(); r++) {    // column i * K + k (Fourier)
             const scalar_t *fr = f_p + r * Kd, *mr = m.data() + r * KdP;
             for (int64_t i = 0; i < L.in; i++) {
-              const scalar_t *f = fr + i * Kb, *mi = mr + i * Kb;
               scalar_t acc = 0;
-              for (int64_t k = 0; k < Kb; k++) acc += f[k] * mi[k];
+              for (int64_t k = 0; k < L.K; k++) acc += fr[i * L.K + k] * mr[i * L.K + k];
               z_p[(n0 + r) * L.in + i] = acc;
             }
-            if (basis.base)
-              for (int64_t i = 0; i < L.in; i++) z_p[(n0 + r) * L.in + i] += fr[L.in * Kb + i] * mr[L.in * Kb + i];
           }
           continue;
         }
@@ -423,13 +433,12 @@ Tensor kan_coeff_grad_cpu(const Tensor &x_, const Tensor &g_, const c10::optiona
       if (p.defined()) total.add_(p);
     return total.permute({0, 2, 1}).contiguous();
   }
-  if (gemm) {    // block columns back to (out, in, K): the base functions' columns come last
+  if (gemm) {    // block columns back to (out, in, K): Gaussian blocks are k-major (Basis::column)
     Tensor total = at::zeros({out, L.in * L.K}, x.options());
     for (const Tensor &p : partial)
       if (p.defined()) total.add_(p);
-    if (!(kind & BASE_SILU)) return total.view({out, L.in, L.K});
-    const int64_t Kb = L.K - 1;
-    return at::cat({total.narrow(1, 0, L.in * Kb).view({out, L.in, Kb}), total.narrow(1, L.in * Kb, L.in).view({out, L.in, 1})}, 2);
+    if ((kind & KIND_MASK) == GAUSSIAN) return total.view({out, L.K, L.in}).permute({0, 2, 1}).contiguous();
+    return total.view({out, L.in, L.K});
   }
   Tensor total = at::zeros({L.in, L.K + 2 * C + 1, out}, x.options());
   for (const Tensor &p : partial)

@@ -6,8 +6,8 @@
 //   truncation error r^14/14! ~ 4e-18 (r^8/8! ~ 5e-9) is below half an ulp
 //   2^n: the exponent field written directly; n comes out of the "round by adding 1.5 * 2^52" trick
 //
-// Valid for t in [-700, 0] (float64) and [-85, 0] (float32): 2^n stays a normal number. Callers clamp
-// to a flush threshold inside that range (see Basis::flush_arg).
+// Valid for t in [-700, 700] (float64) and [-85, 85] (float32): 2^n stays a normal number. Callers clamp
+// to a flush threshold inside that range (Basis::flush_arg) or bound their arguments (gaussian_rows.h).
 #pragma once
 
 #include <cstdint>
@@ -39,6 +39,17 @@ template <> struct ExpConsts<float> {
   static constexpr float inv_factorial[8] = {1.0f, 1.0f, 1.0f / 2, 1.0f / 6, 1.0f / 24, 1.0f / 120, 1.0f / 720, 1.0f / 5040};
 };
 
+// Horner on the Taylor coefficients 1/j!, one multiply-add per degree, unrolled at compile time: a loop
+// left inside would keep a caller's loop with several exps from vectorising
+template <typename T, int J> inline __attribute__((always_inline)) T exp_taylor(T r)
+{
+  using E = ExpConsts<T>;
+  if constexpr (J == E::degree)
+    return T(E::inv_factorial[J]);
+  else
+    return exp_taylor<T, J + 1>(r) * r + T(E::inv_factorial[J]);
+}
+
 template <typename T> inline __attribute__((always_inline)) T exp_bounded(T t)
 {
   using E = ExpConsts<T>;
@@ -47,9 +58,7 @@ template <typename T> inline __attribute__((always_inline)) T exp_bounded(T t)
   const T n = shifted - E::shifter;
   T r = t - n * E::ln2_hi;
   r = r - n * E::ln2_lo;
-  // Horner on the Taylor coefficients 1/j!: one multiply-add per degree
-  T p = E::inv_factorial[E::degree];
-  for (int j = E::degree - 1; j >= 0; j--) p = p * r + E::inv_factorial[j];
+  const T p = exp_taylor<T, 0>(r);
   Int bits;
   std::memcpy(&bits, &shifted, sizeof(T));
   bits = (bits + E::bias) << E::mantissa_bits;    // high bits of the shifter overflow away

@@ -197,3 +197,48 @@ def test_fused_fourier_with_any_frequencies(dtype):
     tol = dict(rtol=1e-9, atol=1e-9) if dtype == torch.float64 else dict(rtol=2e-4, atol=2e-4)
     for a, b in zip(derivatives(ref, x), derivatives(fused, x)):
         torch.testing.assert_close(b, a, **tol)
+
+
+def gaussian_derivative(x, centres, s, d):
+    """(-s)^d H_d(z) exp(-z^2), z = (x - c) s: the d-th derivative of each Gaussian, shape (N, in, K)."""
+    z = (x[:, :, None] - centres[None]) * s[None]
+    h_prev, h = torch.ones_like(z), 2 * z
+    if d == 0:
+        h = h_prev
+    for m in range(1, d):
+        h_prev, h = h, 2 * z * h - 2 * m * h_prev
+    return (-s[None]) ** d * h * torch.exp(-z * z)
+
+
+@pytest.mark.parametrize("grid_kind", ["uniform", "float32_cast", "jittered"])
+@pytest.mark.parametrize("out", [2, 9])  # narrow (fused end to end) / wide (block + GEMM) paths
+def test_gaussian_recurrence_equals_closed_form(grid_kind, out):
+    """Uniform centres take the product recurrence (gaussian_rows.h), centres a float32 linspace cast to
+    float64 take it with the offset correction, jittered ones one exp per value; rows across the band edge
+    (|z_m| ~ 16) and far outside mix the paths. Every derivative order against the closed form."""
+    assert fused_ops_available()
+    torch.manual_seed(5)
+    n_in, K = 3, 8
+    base = torch.linspace(-2, 2, K, dtype=torch.float64)
+    centres = {"uniform": base, "float32_cast": base.float().double(),
+               "jittered": base + 0.05 * torch.randn(K, dtype=torch.float64)}[grid_kind]
+    grid = centres.expand(n_in, K).contiguous()
+    s = torch.full((n_in, 1), (K - 1) / 4.0, dtype=torch.float64)
+    x = torch.linspace(-14, 14, 241, dtype=torch.float64)[:, None] + torch.tensor([0.0, 0.4, -0.9], dtype=torch.float64)
+    x = torch.cat([x, 0.3 * torch.randn(50, n_in, dtype=torch.float64)])
+    c = torch.randn(out, n_in, K, dtype=torch.float64)
+    g = torch.randn(len(x), out, dtype=torch.float64)
+    kind, ops = BASIS_KIND["gaussian"], torch.ops.kan_mlip
+    for d in range(4):
+        phi = gaussian_derivative(x, grid, s, d)
+        scale = phi.abs().max()
+        torch.testing.assert_close(ops.kan_forward(x, c, None, grid, s, kind, 0, d), torch.einsum("nik,oik->no", phi, c),
+                                   rtol=1e-12, atol=1e-13 * scale)
+        torch.testing.assert_close(ops.kan_input_grad(x, c, g, grid, s, kind, 0, d), torch.einsum("nik,oik,no->ni", phi, c, g),
+                                   rtol=1e-12, atol=1e-13 * scale)
+        torch.testing.assert_close(ops.kan_coeff_grad(x, g, None, grid, s, kind, 0, d), torch.einsum("nik,no->oik", phi, g),
+                                   rtol=1e-12, atol=1e-12 * scale)
+        if d <= 2:  # float32 against the float64 closed form: a few ulp of the largest term
+            y32 = ops.kan_forward(x.float(), c.float(), None, grid.float(), s.float(), kind, 0, d).double()
+            expected = torch.einsum("nik,oik->no", phi, c)
+            assert (y32 - expected).abs().max() <= 2e-6 * scale * c.abs().sum(dim=(1, 2)).max()
