@@ -38,7 +38,7 @@ template <typename T> struct Basis {
   const T *aux;          // gaussian inverse widths (in, aux_stride)
   int64_t aux_stride;
   std::vector<T> padded;       // bspline: knots extended by `order` on both sides, (in, grid_len + 2 order)
-  std::vector<char> uniform;   // per input: uniform knots / centres (fast paths)
+  std::vector<char> uniform;   // bspline, per input: uniform knots (the closed-form fast path)
   std::vector<T> step;         // per input: knot or centre spacing
   bool fourier_harmonic = false;
 
