@@ -152,7 +152,6 @@ template <typename T> struct Basis {
       for (int64_t e = 0; e < in * rows; e++) first[e] = K;
       return;
     }
-    const int64_t q = order - deriv;
     for (int64_t i = 0; i < in; i++) {
       const T *x = xT + i * rows;
       int64_t *f = first + i * rows;
@@ -184,67 +183,130 @@ template <typename T> struct Basis {
           f[r] = inside ? m : -1;
         }
       }
-      // de Boor (The NURBS Book A2.2) over rows: left_j = x - t[m + 1 - j], right_j = t[m + j] - x
-      for (int64_t j = 1; j <= order; j++) {
-        T *lj = left + (j - 1) * rows, *rj = right + (j - 1) * rows;
-        if (uni) {    // t[m + k] = t0 + (m + k) h
-          for (int64_t r = 0; r < rows; r++) {
-            lj[r] = h * (u[r] + T(j - 1));
-            rj[r] = h * (T(j) - u[r]);
-          }
-        } else {
-          for (int64_t r = 0; r < rows; r++) {
-            const int64_t m = std::max<int64_t>(f[r], 0);
-            lj[r] = x[r] - p[m + 1 - j];
-            rj[r] = p[m + j] - x[r];
-          }
-        }
+      if (uni && order == 3) {    // efficient-kan's default: closed-form cubics, one pass
+        cubic_uniform(u, rows, Vi, inv_h);
+      } else {
+        de_boor(x, rows, Vi, f, p, left, right, u, uni, h, inv_h);
       }
-      for (int64_t r = 0; r < rows; r++) Vi[r] = T(1);
-      for (int64_t j = 1; j <= q; j++) {
-        T *saved = Vi + j * rows;    // becomes N_j
-        for (int64_t r = 0; r < rows; r++) saved[r] = T(0);
-        for (int64_t rr = 0; rr < j; rr++) {
-          T *N = Vi + rr * rows;
-          const T *R1 = right + rr * rows, *Lj = left + (j - rr - 1) * rows;
-          if (uni) {    // right_{rr+1} + left_{j-rr} = j h: no division
-            const T inv_jh = inv_h / T(j);
-            for (int64_t r = 0; r < rows; r++) {
-              const T temp = N[r] * inv_jh;
-              N[r] = saved[r] + R1[r] * temp;
-              saved[r] = Lj[r] * temp;
-            }
-            continue;
-          }
-          for (int64_t r = 0; r < rows; r++) {
-            const T temp = safe_div(N[r], R1[r] + Lj[r]);
-            N[r] = saved[r] + R1[r] * temp;
-            saved[r] = Lj[r] * temp;
-          }
-        }
-      }
-      // raise to the derivative: B'_{j,deg} = deg (B_{j,deg-1} / (t_{j+deg} - t_j) - B_{j+1,deg-1} / (t_{j+deg+1} - t_{j+1}))
-      for (int64_t deg = q + 1; deg <= order; deg++)
-        for (int64_t rr = deg; rr >= 0; rr--) {
-          T *out = Vi + rr * rows;
-          const T *a = rr - 1 >= 0 ? Vi + (rr - 1) * rows : nullptr;
-          const T *b = rr < deg ? Vi + rr * rows : nullptr;
-          if (uni) {    // every knot span of degree deg is deg * h
-            for (int64_t r = 0; r < rows; r++) out[r] = ((a ? a[r] : T(0)) - (b ? b[r] : T(0))) * inv_h;
-            continue;
-          }
-          for (int64_t r = 0; r < rows; r++) {
-            const int64_t j = std::max<int64_t>(f[r], 0) - deg + rr;    // the new entry's function index
-            const T da = p[j + deg] - p[j], db = p[j + deg + 1] - p[j + 1];
-            out[r] = T(deg) * ((a ? safe_div(a[r], da) : T(0)) - (b ? safe_div(b[r], db) : T(0)));
-          }
-        }
       for (int64_t r = 0; r < rows; r++) {    // outside every support: exact zeros
         if (f[r] < 0)
           for (int64_t j = 0; j < C; j++) Vi[j * rows + r] = T(0);
         f[r] = f[r] < 0 ? K : f[r] - order;
       }
     }
+  }
+
+  // Uniform cubic B-splines at u = (x - t[m]) / h in [0, 1): functions m - 3 .. m are
+  //   (1 - u)^3 / 6,  (3u^3 - 6u^2 + 4) / 6,  (-3u^3 + 3u^2 + 3u + 1) / 6,  u^3 / 6
+  // and their derivatives d/dx = h^-1 d/du (deriv <= 3; count() is 0 beyond).
+  void cubic_uniform(const T *__restrict u, int64_t rows, T *__restrict V, T inv_h) const
+  {
+    T *__restrict v0 = V, *__restrict v1 = V + rows, *__restrict v2 = V + 2 * rows, *__restrict v3 = V + 3 * rows;
+    const T sixth = T(1) / T(6), half = T(0.5);
+    switch (deriv) {
+      case 0:
+        for (int64_t r = 0; r < rows; r++) {
+          const T a = u[r], b = T(1) - a, a2 = a * a;
+          v0[r] = b * b * b * sixth;
+          v1[r] = (T(3) * a2 * a - T(6) * a2 + T(4)) * sixth;
+          v2[r] = (T(-3) * a2 * a + T(3) * a2 + T(3) * a + T(1)) * sixth;
+          v3[r] = a2 * a * sixth;
+        }
+        return;
+      case 1: {
+        const T s = inv_h * half;
+        for (int64_t r = 0; r < rows; r++) {
+          const T a = u[r], b = T(1) - a;
+          v0[r] = -b * b * s;
+          v1[r] = (T(3) * a - T(4)) * a * s;
+          v2[r] = ((T(-3) * a + T(2)) * a + T(1)) * s;
+          v3[r] = a * a * s;
+        }
+        return;
+      }
+      case 2: {
+        const T s = inv_h * inv_h;
+        for (int64_t r = 0; r < rows; r++) {
+          const T a = u[r];
+          v0[r] = (T(1) - a) * s;
+          v1[r] = (T(3) * a - T(2)) * s;
+          v2[r] = (T(1) - T(3) * a) * s;
+          v3[r] = a * s;
+        }
+        return;
+      }
+      default: {
+        const T s = inv_h * inv_h * inv_h;
+        for (int64_t r = 0; r < rows; r++) {
+          v0[r] = -s;
+          v1[r] = T(3) * s;
+          v2[r] = T(-3) * s;
+          v3[r] = s;
+        }
+      }
+    }
+  }
+
+  // de Boor's triangle at degree order - deriv, raised to the derivative (any order and knots)
+  void de_boor(const T *x, int64_t rows, T *Vi, const int64_t *f, const T *p, T *left, T *right, const T *u, bool uni,
+               T h, T inv_h) const
+  {
+    const int64_t q = order - deriv;
+    // de Boor (The NURBS Book A2.2) over rows: left_j = x - t[m + 1 - j], right_j = t[m + j] - x
+    for (int64_t j = 1; j <= order; j++) {
+      T *lj = left + (j - 1) * rows, *rj = right + (j - 1) * rows;
+      if (uni) {    // t[m + k] = t0 + (m + k) h
+        for (int64_t r = 0; r < rows; r++) {
+          lj[r] = h * (u[r] + T(j - 1));
+          rj[r] = h * (T(j) - u[r]);
+        }
+      } else {
+        for (int64_t r = 0; r < rows; r++) {
+          const int64_t m = std::max<int64_t>(f[r], 0);
+          lj[r] = x[r] - p[m + 1 - j];
+          rj[r] = p[m + j] - x[r];
+        }
+      }
+    }
+    for (int64_t r = 0; r < rows; r++) Vi[r] = T(1);
+    for (int64_t j = 1; j <= q; j++) {
+      T *saved = Vi + j * rows;    // becomes N_j
+      for (int64_t r = 0; r < rows; r++) saved[r] = T(0);
+      for (int64_t rr = 0; rr < j; rr++) {
+        T *N = Vi + rr * rows;
+        const T *R1 = right + rr * rows, *Lj = left + (j - rr - 1) * rows;
+        if (uni) {    // right_{rr+1} + left_{j-rr} = j h: no division
+          const T inv_jh = inv_h / T(j);
+          for (int64_t r = 0; r < rows; r++) {
+            const T temp = N[r] * inv_jh;
+            N[r] = saved[r] + R1[r] * temp;
+            saved[r] = Lj[r] * temp;
+          }
+          continue;
+        }
+        for (int64_t r = 0; r < rows; r++) {
+          const T temp = safe_div(N[r], R1[r] + Lj[r]);
+          N[r] = saved[r] + R1[r] * temp;
+          saved[r] = Lj[r] * temp;
+        }
+      }
+    }
+    // raise to the derivative: B'_{j,deg} = deg (B_{j,deg-1} / (t_{j+deg} - t_j) - B_{j+1,deg-1} / (t_{j+deg+1} - t_{j+1}))
+    for (int64_t deg = q + 1; deg <= order; deg++)
+      for (int64_t rr = deg; rr >= 0; rr--) {
+        T *out = Vi + rr * rows;
+        const T *a = rr - 1 >= 0 ? Vi + (rr - 1) * rows : nullptr;
+        const T *b = rr < deg ? Vi + rr * rows : nullptr;
+        if (uni) {    // every knot span of degree deg is deg * h
+          for (int64_t r = 0; r < rows; r++) out[r] = ((a ? a[r] : T(0)) - (b ? b[r] : T(0))) * inv_h;
+          continue;
+        }
+        for (int64_t r = 0; r < rows; r++) {
+          const int64_t j = std::max<int64_t>(f[r], 0) - deg + rr;    // the new entry's function index
+          const T da = p[j + deg] - p[j], db = p[j + deg + 1] - p[j + 1];
+          out[r] = T(deg) * ((a ? safe_div(a[r], da) : T(0)) - (b ? safe_div(b[r], db) : T(0)));
+        }
+      }
   }
 
   // every (n, i) has all K functions: gaussian and fourier (B-splines have order + 1 nonzero ones)
