@@ -163,14 +163,19 @@ template <typename T> struct Basis {
       // knot interval t[m] <= x < t[m + 1], kept in f until the end (outside: m = 0, values zeroed below)
       T *left = s1, *right = s2, *u = s1 + order * rows;    // left[(j - 1) * rows + r]; u: uniform knots
       if (uni) {    // m and the position u = (x - t[m]) / h in the interval, in closed form
+        T *mT = left;    // m as a T (-1 outside) in an all-T loop, which vectorises; then m as an integer
+        const T last = T(grid_len - 2);
+        // branch-free with every operation unconditional, and m by trunc() rather than an integer
+        // conversion, which GCC 12 would not if-convert next to these selects: the loop vectorises
         for (int64_t r = 0; r < rows; r++) {
-          const T xr = x[r];
-          const bool inside = xr >= t0 && xr < tl;
-          const T pos = inside ? (xr - t0) * inv_h : T(0);
-          const int64_t m = std::min<int64_t>(grid_len - 2, int64_t(pos));
-          f[r] = inside ? m : -1;
-          u[r] = pos - T(m);
+          const T xr = x[r], pos = (xr - t0) * inv_h;
+          const T above = pos > T(0) ? pos : T(0), clamped = above < last ? above : last;
+          const T m = std::trunc(clamped), frac = pos - m;    // trunc = floor for pos >= 0
+          const bool inside = (xr >= t0) & (xr < tl);
+          mT[r] = inside ? m : T(-1);
+          u[r] = inside ? frac : T(0);
         }
+        for (int64_t r = 0; r < rows; r++) f[r] = int64_t(mT[r]);
       } else {
         for (int64_t r = 0; r < rows; r++) {
           const T xr = x[r];
@@ -188,11 +193,11 @@ template <typename T> struct Basis {
       } else {
         de_boor(x, rows, Vi, f, p, left, right, u, uni, h, inv_h);
       }
-      for (int64_t r = 0; r < rows; r++) {    // outside every support: exact zeros
-        if (f[r] < 0)
-          for (int64_t j = 0; j < C; j++) Vi[j * rows + r] = T(0);
-        f[r] = f[r] < 0 ? K : f[r] - order;
+      for (int64_t j = 0; j < C; j++) {    // outside every support: exact zeros
+        T *v = Vi + j * rows;
+        for (int64_t r = 0; r < rows; r++) v[r] = f[r] < 0 ? T(0) : v[r];
       }
+      for (int64_t r = 0; r < rows; r++) f[r] = f[r] < 0 ? K : f[r] - order;
     }
   }
 
