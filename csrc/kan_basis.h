@@ -145,16 +145,16 @@ template <typename T> struct Basis {
   // V[(i * C + j) * rows + r] = value j of (r, i), first[i * rows + r] its first basis index (K: all
   // zero); C = count(). Every loop runs over rows, so it vectorises: uniform knots give the de Boor
   // distances in closed form, other knots gather them (scratch: s1 (order + 1) * rows, s2 order * rows).
-  void eval_block(const T *xT, int64_t rows, T *V, int64_t *first, T *s1, T *s2) const
+  void eval_block(const T *xT, int64_t rows, T *V, int32_t *first, T *s1, T *s2) const
   {
     const int64_t C = count();
     if (C == 0) {
-      for (int64_t e = 0; e < in * rows; e++) first[e] = K;
+      for (int64_t e = 0; e < in * rows; e++) first[e] = int32_t(K);
       return;
     }
     for (int64_t i = 0; i < in; i++) {
       const T *x = xT + i * rows;
-      int64_t *f = first + i * rows;
+      int32_t *f = first + i * rows;
       T *Vi = V + i * C * rows;
       const T *t = grid + i * grid_stride;
       const T *p = padded.data() + i * (grid_len + 2 * order) + order;    // p[j] == t[j], valid for j in [-order, ...)
@@ -175,7 +175,7 @@ template <typename T> struct Basis {
           mT[r] = inside ? m : T(-1);
           u[r] = inside ? frac : T(0);
         }
-        for (int64_t r = 0; r < rows; r++) f[r] = int64_t(mT[r]);
+        for (int64_t r = 0; r < rows; r++) f[r] = int32_t(mT[r]);
       } else {
         for (int64_t r = 0; r < rows; r++) {
           const T xr = x[r];
@@ -185,7 +185,7 @@ template <typename T> struct Basis {
           m = std::min<int64_t>(m, grid_len - 2);
           while (m > 0 && xr < t[m]) m--;
           while (m < grid_len - 2 && xr >= t[m + 1]) m++;
-          f[r] = inside ? m : -1;
+          f[r] = inside ? int32_t(m) : -1;
         }
       }
       if (uni && order == 3) {    // efficient-kan's default: closed-form cubics, one pass
@@ -197,7 +197,7 @@ template <typename T> struct Basis {
         T *v = Vi + j * rows;
         for (int64_t r = 0; r < rows; r++) v[r] = f[r] < 0 ? T(0) : v[r];
       }
-      for (int64_t r = 0; r < rows; r++) f[r] = f[r] < 0 ? K : f[r] - order;
+      for (int64_t r = 0; r < rows; r++) f[r] = f[r] < 0 ? int32_t(K) : f[r] - int32_t(order);
     }
   }
 
@@ -253,7 +253,7 @@ template <typename T> struct Basis {
   }
 
   // de Boor's triangle at degree order - deriv, raised to the derivative (any order and knots)
-  void de_boor(const T *x, int64_t rows, T *Vi, const int64_t *f, const T *p, T *left, T *right, const T *u, bool uni,
+  void de_boor(const T *x, int64_t rows, T *Vi, const int32_t *f, const T *p, T *left, T *right, const T *u, bool uni,
                T h, T inv_h) const
   {
     const int64_t q = order - deriv;
