@@ -101,8 +101,8 @@ constexpr int64_t GEMM_MIN_OUT = 8;
 bool use_gemm(int64_t kind, int64_t out) { return (kind & KIND_MASK) != BSPLINE || out >= GEMM_MIN_OUT; }
 
 // y[r] += V[r] w[r * w_stride] c[first[r]] (w may be nullptr): a narrow B-spline contraction step. A
-// function of its own, with disjoint arrays, so that it vectorises (a gather by 32-bit indices); the
-// same loop written inside the parallel_for lambdas stayed scalar
+// function of its own, with disjoint arrays, so that it vectorises (a gather by 32-bit indices): written
+// inside the parallel_for lambda below, perf showed it scalar (and GCC 12 reports nothing on loops there)
 template <typename T>
 __attribute__((noinline)) void gather_axpy(const T *__restrict V, const T *__restrict w, int64_t w_stride,
                                            const T *__restrict c, const int32_t *__restrict first, int64_t rows,
@@ -112,6 +112,26 @@ __attribute__((noinline)) void gather_axpy(const T *__restrict V, const T *__res
     for (int64_t r = 0; r < rows; r++) y[r] += V[r] * w[r * w_stride] * c[first[r]];
   else
     for (int64_t r = 0; r < rows; r++) y[r] += V[r] * c[first[r]];
+}
+
+// z[i] = sum_k f[column(i, k)] m[column(i, k)] for one row of the input gradient: columns k * in + i
+// (Gaussian, SIMD over i) or i * K + k (Fourier). Its own function, as gather_axpy, so that it is
+// known to vectorise.
+template <typename T>
+__attribute__((noinline)) void reduce_columns(const T *__restrict f, const T *__restrict m, int64_t in, int64_t K,
+                                              bool k_major, T *__restrict z)
+{
+  if (k_major) {
+    for (int64_t i = 0; i < in; i++) z[i] = T(0);
+    for (int64_t k = 0; k < K; k++)
+      for (int64_t i = 0; i < in; i++) z[i] += f[k * in + i] * m[k * in + i];
+    return;
+  }
+  for (int64_t i = 0; i < in; i++) {
+    T acc = T(0);
+    for (int64_t k = 0; k < K; k++) acc += f[i * K + k] * m[i * K + k];
+    z[i] = acc;
+  }
 }
 
 // Narrow Gaussian contractions are fused end to end (gaussian_narrow.h)
@@ -325,21 +345,8 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
             small_gemm(g_p + n0 * out, out, rows, out, cd_p, KdP, Kd, m.data(), KdP, false);
           }
           // z[n, i] = sum_k phi[r, column(i, k)] m[r, column(i, k)]
-          for (int64_t r = 0; r < rows && basis.k_major(); r++) {    // column k * in + i: SIMD over i
-            const scalar_t *fr = f_p + r * Kd, *mr = m.data() + r * KdP;
-            scalar_t *zr = z_p + (n0 + r) * L.in;
-            std::fill(zr, zr + L.in, scalar_t(0));
-            for (int64_t k = 0; k < L.K; k++)
-              for (int64_t i = 0; i < L.in; i++) zr[i] += fr[k * L.in + i] * mr[k * L.in + i];
-          }
-          for (int64_t r = 0; r < rows && !basis.k_major(); r++) {    // column i * K + k (Fourier)
-            const scalar_t *fr = f_p + r * Kd, *mr = m.data() + r * KdP;
-            for (int64_t i = 0; i < L.in; i++) {
-              scalar_t acc = 0;
-              for (int64_t k = 0; k < L.K; k++) acc += fr[i * L.K + k] * mr[i * L.K + k];
-              z_p[(n0 + r) * L.in + i] = acc;
-            }
-          }
+          for (int64_t r = 0; r < rows; r++)
+            reduce_columns(f_p + r * Kd, m.data() + r * KdP, L.in, L.K, basis.k_major(), z_p + (n0 + r) * L.in);
           continue;
         }
         blk.evaluate(x_p, n0, rows);
