@@ -362,32 +362,57 @@ template <typename T> struct Basis {
     return x * poly(sigmoid_d) + T(deriv) * poly(sigmoid_d1);
   }
 
-  // Column of function k of input i in a row of the dense block. Gaussian blocks are k-major
-  // (k * in + i, the base function as k = K - 1), so that values are computed with SIMD over inputs
-  // (gaussian_rows.h); Fourier blocks are input-major (i * K + k). GEMM operands are permuted to match.
-  bool k_major() const { return kind == GAUSSIAN; }
+  // Column of function k of input i in a row of the dense block. Gaussian and Fourier blocks are
+  // k-major (k * in + i, a Gaussian base function as k = K - 1), so that values are computed with SIMD
+  // over inputs; B-spline blocks are input-major (i * K + k). GEMM operands are permuted to match.
+  bool k_major() const { return kind != BSPLINE; }
   int64_t column(int64_t i, int64_t k) const { return k_major() ? k * in + i : i * K + k; }
 
   // ---- Fourier straight into the row-major block the GEMM contracts: phi[r * in * K + column(i, k)] for
   // rows [0, rows) of x (row-major, x[r * in + i]); no transpose, every write contiguous ----
-  template <typename SinCosFn> void fourier_rows(const T *x, int64_t rows, T *phi, T *sc, T *ss, SinCosFn sincos_fn) const
+  template <typename SinCosFn>
+  void fourier_rows(const T *x, int64_t rows, T *phi, T *sc, T *ss, T *rot, SinCosFn sincos_fn) const
   {
     if (!fourier_harmonic) {
-      for (int64_t e = 0; e < rows * in; e++) eval_fourier(x[e], phi + e * K);
+      T *v = rot;    // K values of one element, then scattered to their k-major columns
+      for (int64_t r = 0; r < rows; r++)
+        for (int64_t i = 0; i < in; i++) {
+          eval_fourier(x[r * in + i], v);
+          for (int64_t k = 0; k < K; k++) phi[r * in * K + column(i, k)] = v[k];
+        }
       return;
     }
     sincos_fn(x, sc, ss, rows * in);
-    for (int64_t e = 0; e < rows * in; e++) {
-      const T a = sc[e], b = ss[e];
-      T ck = T(1), sk = T(0);
+    // (cos, sin)((k + 1) x) by angle addition, SIMD over inputs; the d-th derivative is
+    // f^d (cos, sin)(f x + d pi/2): a fixed combination of cos and sin for each output column
+    const int64_t phase = deriv % 4;
+    const T pc = phase == 0 ? T(1) : phase == 2 ? T(-1) : T(0), ps = phase == 1 ? T(-1) : phase == 3 ? T(1) : T(0);
+    T *ck = rot, *sk = rot + in;
+    for (int64_t r = 0; r < rows; r++) {
+      const T *a = sc + r * in, *b = ss + r * in;
+      for (int64_t i = 0; i < in; i++) {
+        ck[i] = T(1);
+        sk[i] = T(0);
+      }
       for (int64_t k = 0; k < K / 2; k++) {
-        const T cn = ck * a - sk * b, sn = sk * a + ck * b;    // cos, sin((k + 1) x) by angle addition
-        ck = cn;
-        sk = sn;
         T fd = T(1);
         for (int64_t j = 0; j < deriv; j++) fd *= T(k + 1);
-        store_fourier(phi + e * K, k, fd, cn, sn);
+        rotate(ck, sk, a, b, in, fd, pc, ps, phi + r * in * K + k * in, phi + r * in * K + (K / 2 + k) * in);
       }
+    }
+  }
+
+  // one angle-addition step for a row of inputs, stored as the derivative's columns. Restrict
+  // parameters, not locals: only these let GCC vectorise the loop.
+  static void rotate(T *__restrict ck, T *__restrict sk, const T *__restrict a, const T *__restrict b, int64_t in,
+                     T fd, T pc, T ps, T *__restrict vc, T *__restrict vs)
+  {
+    for (int64_t i = 0; i < in; i++) {
+      const T cn = ck[i] * a[i] - sk[i] * b[i], sn = sk[i] * a[i] + ck[i] * b[i];
+      ck[i] = cn;
+      sk[i] = sn;
+      vc[i] = fd * (pc * cn + ps * sn);    // cos column: cos, -sin, -cos, sin by phase
+      vs[i] = fd * (pc * sn - ps * cn);    // sin column: sin, cos, -sin, -cos
     }
   }
 

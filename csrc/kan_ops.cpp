@@ -142,6 +142,7 @@ template <typename T> struct Block {
   const Basis<T> &basis;
   int64_t in, K, C;
   std::vector<T> xT, V, s1, s2;    // B-splines: input-major copy of x, values, scratch
+  std::vector<T> rot;              // Fourier: the angle-addition state of one row
   std::vector<int32_t> first;    // 32-bit: the gathers by it vectorise with dword indices
   at::TensorOptions opts;
   std::unique_ptr<GaussianRows<T>> gaussian;
@@ -152,6 +153,7 @@ template <typename T> struct Block {
         s2(std::max(in_, b.order) * R_),
         first(b.dense() ? 0 : in_ * R_), opts(o)
   {
+    if (b.kind == FOURIER) rot.resize(std::max(2 * in_, b.K));
     if (b.kind == GAUSSIAN) gaussian = std::make_unique<GaussianRows<T>>(b);    // s1 holds its 4 * in scratch
   }
 
@@ -174,7 +176,7 @@ template <typename T> struct Block {
     if (basis.dense()) {
       auto wrap = [&](const T *p, int64_t n) { return at::from_blob(const_cast<T *>(p), {n}, opts); };
       basis.fourier_rows(
-          x + n0 * in, rows, phi, s1.data(), s2.data(), [&](const T *src, T *c, T *s, int64_t n) {    // ATen's sin, cos
+          x + n0 * in, rows, phi, s1.data(), s2.data(), rot.data(), [&](const T *src, T *c, T *s, int64_t n) {    // ATen's sin, cos
             at::Tensor co = wrap(c, n), so = wrap(s, n);
             at::cos_out(co, wrap(src, n));
             at::sin_out(so, wrap(src, n));
@@ -451,11 +453,11 @@ Tensor kan_coeff_grad_cpu(const Tensor &x_, const Tensor &g_, const c10::optiona
       if (p.defined()) total.add_(p);
     return total.permute({0, 2, 1}).contiguous();
   }
-  if (gemm) {    // block columns back to (out, in, K): Gaussian blocks are k-major (Basis::column)
+  if (gemm) {    // block columns back to (out, in, K): Gaussian and Fourier blocks are k-major (Basis::column)
     Tensor total = at::zeros({out, L.in * L.K}, x.options());
     for (const Tensor &p : partial)
       if (p.defined()) total.add_(p);
-    if ((kind & KIND_MASK) == GAUSSIAN) return total.view({out, L.K, L.in}).permute({0, 2, 1}).contiguous();
+    if ((kind & KIND_MASK) != BSPLINE) return total.view({out, L.K, L.in}).permute({0, 2, 1}).contiguous();
     return total.view({out, L.in, L.K});
   }
   Tensor total = at::zeros({L.in, L.K + 2 * C + 1, out}, x.options());
