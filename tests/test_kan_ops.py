@@ -270,3 +270,22 @@ def test_uniform_bspline_derivatives_equal_cox_de_boor_by_autograd(order):
             expected = torch.einsum("nik,oik->no", basis(x), c)
         got = torch.ops.kan_mlip.kan_forward(x, c, None, basis.grid, basis.aux, BASIS_KIND["bspline"], order, d)
         torch.testing.assert_close(got, expected.detach(), rtol=1e-9, atol=1e-9 * max(1.0, expected.abs().max().item()))
+
+
+@pytest.mark.parametrize("out", [2, 9])
+def test_fourier_derivative_of_every_order_is_the_derivative_of_the_previous(out):
+    """The d-th derivative columns (phase d mod 4 of the angle-addition block) to fourth order: the
+    central difference of order d equals order d + 1, both dense paths (narrow rows, GEMM)."""
+    assert fused_ops_available()
+    torch.manual_seed(4)
+    layer = KANLinear(5, out, basis="fourier").double()
+    grid, aux, ops, kind = layer.basis.grid, layer.basis.aux, torch.ops.kan_mlip, BASIS_KIND["fourier"]
+    c = torch.randn(out, 5, layer.num_basis, dtype=torch.float64)
+    x = torch.randn(37, 5, dtype=torch.float64)
+    h = 1e-5
+    for d in range(5):
+        f = lambda x: ops.kan_forward(x, c, None, grid, aux, kind, 0, d)
+        # the layer is a sum of one-input functions: shifting all inputs at once sums their derivatives
+        fd = (f(x + h) - f(x - h)) / (2 * h)
+        nxt = ops.kan_forward(x, c, None, grid, aux, kind, 0, d + 1)
+        torch.testing.assert_close(fd, nxt, rtol=1e-7, atol=1e-8 * nxt.abs().max().item())
