@@ -146,12 +146,13 @@ template <typename T> struct Block {
   std::vector<int32_t> first;    // 32-bit: the gathers by it vectorise with dword indices
   at::TensorOptions opts;
   std::unique_ptr<GaussianRows<T>> gaussian;
+  bool cubic;    // uniform cubic B-splines: dense rows in closed form
 
   Block(const Basis<T> &b, int64_t in_, int64_t R_, at::TensorOptions o)
       : basis(b), in(in_), K(b.K), C(b.count()), xT(b.dense() ? 0 : in_ * R_),
         V(b.dense() ? 0 : std::max<int64_t>(1, in_ * b.count() * R_)), s1((std::max(in_, b.order) + 1) * R_),
         s2(std::max(in_, b.order) * R_),
-        first(b.dense() ? 0 : in_ * R_), opts(o)
+        first(b.dense() ? 0 : in_ * R_), opts(o), cubic(b.dense_cubic())
   {
     if (b.kind == FOURIER) rot.resize(std::max(2 * in_, b.K));
     if (b.kind == GAUSSIAN) gaussian = std::make_unique<GaussianRows<T>>(b);    // s1 holds its 4 * in scratch
@@ -181,6 +182,8 @@ template <typename T> struct Block {
             at::cos_out(co, wrap(src, n));
             at::sin_out(so, wrap(src, n));
           });
+    } else if (cubic) {
+      basis.cubic_dense_rows(x + n0 * in, rows, phi);
     } else {
       evaluate(x, n0, rows);
       std::fill(phi, phi + rows * in * K, T(0));

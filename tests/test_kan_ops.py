@@ -244,28 +244,32 @@ def test_gaussian_recurrence_equals_closed_form(grid_kind, out):
             assert (y32 - expected).abs().max() <= 2e-6 * scale * c.abs().sum(dim=(1, 2)).max()
 
 
+@pytest.mark.parametrize("out", [1, 9])  # narrow (sparse values) / wide (dense block + GEMM) paths
 @pytest.mark.parametrize("order", [2, 3, 4])
-def test_uniform_bspline_derivatives_equal_cox_de_boor_by_autograd(order):
-    """Uniform knots built in float64 (exactly evenly spaced): cubics take the closed form
-    (Basis::cubic_uniform), other orders de Boor's triangle; each derivative order against autograd
-    through the reference Cox-de Boor recursion, with points in every knot interval and outside."""
+def test_uniform_bspline_derivatives_equal_cox_de_boor_by_autograd(order, out):
+    """Uniform knots built in float64 (exactly evenly spaced): cubics take the closed forms
+    (Basis::cubic_uniform, Basis::cubic_dense_rows), other orders de Boor's triangle; each derivative
+    order against autograd through the reference Cox-de Boor recursion, with points in every knot
+    interval and outside."""
     from kan_mlip.nn.bspline import BSplineBasis
 
     assert fused_ops_available()
     basis = BSplineBasis(2, grid_size=5, spline_order=order).double()
     basis.grid.copy_(torch.cat([basis.grid[:1], basis.grid[:1] * 1.5 + 0.1]))  # two inputs, two spacings
     torch.manual_seed(11)
-    c = torch.randn(1, 2, basis.num_basis, dtype=torch.float64)
+    c = torch.randn(out, 2, basis.num_basis, dtype=torch.float64)
     x = torch.cat([torch.linspace(-3.3, 3.3, 157, dtype=torch.float64)[:, None].expand(-1, 2),
                    torch.rand(200, 2, dtype=torch.float64) * 4 - 2]).contiguous()
     x = x + 1e-7  # off the knots, where the derivatives of a spline jump
     xr = x.clone().requires_grad_(True)
-    f = torch.einsum("nik,oik->no", basis(xr), c).sum()
+    # per output o, autograd through the reference: y_o(x) = sum_i f_oi(x_i) is separable, so the
+    # gradient of the sum over rows of the (d-1)-th derivative, summed over i, is the d-th derivative
+    fs = [torch.einsum("nik,ik->n", basis(xr), c[o]).sum() for o in range(out)]
     for d in range(order + 1):
         if d > 0:
-            (f,) = torch.autograd.grad(f, xr, create_graph=True)
-            expected = f.sum(dim=1, keepdim=True)  # separable: d^d/dx_i^d of sum_i f_i(x_i)
-            f = f.sum()
+            grads = [torch.autograd.grad(f, xr, create_graph=True)[0] for f in fs]
+            expected = torch.stack([g.sum(dim=1) for g in grads], dim=1)
+            fs = [g.sum() for g in grads]
         else:
             expected = torch.einsum("nik,oik->no", basis(x), c)
         got = torch.ops.kan_mlip.kan_forward(x, c, None, basis.grid, basis.aux, BASIS_KIND["bspline"], order, d)
