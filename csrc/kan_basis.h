@@ -28,7 +28,7 @@ constexpr int64_t BASE_SILU = 8, KIND_MASK = 7;
 
 template <typename T> inline T safe_div(T a, T b) { return b != T(0) ? a / b : T(0); }    // 0/0 terms are 0
 
-// Per-call view of a basis (grid buffers, derived constants); eval() is called per (n, i).
+// Per-call view of a basis (grid buffers, derived constants), evaluated a block of rows at a time.
 template <typename T> struct Basis {
   int64_t kind, order, deriv, K, in;    // K: functions per input, the base function included
   bool base;                            // the last function is silu (BASE_SILU)
@@ -39,7 +39,7 @@ template <typename T> struct Basis {
   int64_t aux_stride;
   std::vector<T> padded;       // bspline: knots extended by `order` on both sides, (in, grid_len + 2 order)
   std::vector<char> uniform;   // bspline, per input: uniform knots (the closed-form fast path)
-  std::vector<T> step;         // per input: knot or centre spacing
+  std::vector<T> step;         // bspline, per input: knot spacing
   bool fourier_harmonic = false;
 
   Basis(int64_t kind_, int64_t order_, int64_t deriv_, int64_t K_, int64_t in_, const T *grid_, int64_t grid_stride_,
@@ -92,54 +92,8 @@ template <typename T> struct Basis {
   // spacings equal to this relative tolerance count as uniform (rounding of arange / linspace)
   static T uniform_tol() { return sizeof(T) == 8 ? T(1e-10) : T(1e-5); }
 
-  // number of values eval() writes
+  // values per element a block holds: order + 1 for B-splines (0 beyond the degree), K otherwise
   int64_t count() const { return kind == BSPLINE ? (deriv > order ? 0 : order + 1) : K; }
-
-  // B-spline values of one element: count() values for basis indices first, first + 1, ...; returns
-  // first (may be < 0 or run past K - 1: those are skipped), or K when every value is zero.
-  int64_t eval_bspline(int64_t i, T x, T *v) const
-  {
-    if (deriv > order) return K;
-    const T *t = grid + i * grid_stride;
-    if (!(x >= t[0] && x < t[grid_len - 1])) return K;    // outside every support (also NaN)
-    int64_t m;                                               // t[m] <= x < t[m+1]
-    if (uniform[i]) {
-      m = std::min<int64_t>(grid_len - 2, std::max<int64_t>(0, int64_t((x - t[0]) / step[i])));
-      while (m > 0 && x < t[m]) m--;
-      while (m < grid_len - 2 && x >= t[m + 1]) m++;
-    } else {
-      m = int64_t(std::upper_bound(t, t + grid_len, x) - t) - 1;
-    }
-    const T *p = padded.data() + i * (grid_len + 2 * order) + order;    // p[j] == t[j], valid for j in [-order, ...)
-    const int64_t q = order - deriv;
-    // de Boor: the q + 1 nonzero degree-q functions B_{m-q..m, q}
-    T left[16], right[16];
-    v[0] = T(1);
-    for (int64_t j = 1; j <= q; j++) {
-      left[j] = x - p[m + 1 - j];
-      right[j] = p[m + j] - x;
-      T saved = T(0);
-      for (int64_t r = 0; r < j; r++) {
-        const T temp = safe_div(v[r], right[r + 1] + left[j - r]);
-        v[r] = saved + right[r + 1] * temp;
-        saved = left[j - r] * temp;
-      }
-      v[j] = saved;
-    }
-    // raise to the derivative of the degree-order functions: entries j = m - p .. m
-    for (int64_t deg = q + 1; deg <= order; deg++) {
-      // v holds deg entries for j = m - (deg - 1) .. m; the new entry r is function j = m - deg + r
-      T next[17];
-      for (int64_t r = 0; r <= deg; r++) {
-        const int64_t j = m - deg + r;
-        const T a = r - 1 >= 0 ? v[r - 1] : T(0);    // B_{j, deg-1}
-        const T b = r < deg ? v[r] : T(0);           // B_{j+1, deg-1}
-        next[r] = T(deg) * (safe_div(a, p[j + deg] - p[j]) - safe_div(b, p[j + deg + 1] - p[j + 1]));
-      }
-      for (int64_t r = 0; r <= deg; r++) v[r] = next[r];
-    }
-    return m - order;
-  }
 
   // ---- B-spline block evaluation: rows [0, rows) of xT (input-major: xT[i * rows + r]) ----
   // V[(i * C + j) * rows + r] = value j of (r, i), first[i * rows + r] its first basis index (K: all

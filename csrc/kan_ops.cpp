@@ -94,6 +94,22 @@ Tensor padded_coeff(const Tensor &coeff, int64_t C)
   return p;
 }
 
+// c[o, i, k] at index column(i, k) * col_stride + o * out_stride of a zeroed buffer of `size`: the
+// GEMM operand in the dense block's column order (forward: (column, out); input grad: (out, column))
+template <typename T>
+std::vector<T> block_coeff(const Tensor &coeff, const Basis<T> &basis, int64_t col_stride, int64_t out_stride,
+                           int64_t size)
+{
+  const Tensor c = coeff.detach().contiguous();
+  const T *src = c.data_ptr<T>();
+  const int64_t out = c.size(0), in = c.size(1), K = c.size(2);
+  std::vector<T> dst(size, T(0));
+  for (int64_t o = 0; o < out; o++)
+    for (int64_t i = 0; i < in; i++)
+      for (int64_t k = 0; k < K; k++) dst[basis.column(i, k) * col_stride + o * out_stride] = src[(o * in + i) * K + k];
+  return dst;
+}
+
 // Narrow B-spline contractions (out < GEMM_MIN_OUT) use only each element's order + 1 nonzero
 // functions; dense bases, and wide outputs, go through BLAS on a dense block.
 constexpr int64_t GEMM_MIN_OUT = 8;
@@ -239,14 +255,7 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
     const Tensor cP = gemm ? Tensor() : padded_coeff(coeff_, C);
     // GEMM operand: coefficients as (block column, out), rows padded to whole vectors (small_gemm.h)
     const int64_t Kd = L.in * L.K, outP = simd_round_up<scalar_t>(out);
-    std::vector<scalar_t> cT(gemm ? Kd * outP : 0, scalar_t(0));
-    if (gemm) {
-      const Tensor c = coeff_.detach().contiguous();
-      const scalar_t *c_src = c.data_ptr<scalar_t>();
-      for (int64_t o = 0; o < out; o++)
-        for (int64_t i = 0; i < L.in; i++)
-          for (int64_t k = 0; k < L.K; k++) cT[basis.column(i, k) * outP + o] = c_src[(o * L.in + i) * L.K + k];
-    }
+    const std::vector<scalar_t> cT = gemm ? block_coeff(coeff_, basis, outP, 1, Kd * outP) : std::vector<scalar_t>();
     const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = gemm ? nullptr : cP.data_ptr<scalar_t>();
     scalar_t *y_p = y.data_ptr<scalar_t>();
     at::parallel_for(0, (L.N + R - 1) / R, 1, [&](int64_t b0, int64_t b1) {
@@ -315,14 +324,7 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
     const Tensor cP = gemm ? Tensor() : padded_coeff(coeff_, C);
     // GEMM operand: coefficients as (out, block column), rows padded to whole vectors (small_gemm.h)
     const int64_t Kd = L.in * L.K, KdP = simd_round_up<scalar_t>(Kd);
-    std::vector<scalar_t> c2(gemm ? out * KdP : 0, scalar_t(0));
-    if (gemm) {
-      const Tensor c = coeff_.detach().contiguous();
-      const scalar_t *c_src = c.data_ptr<scalar_t>();
-      for (int64_t o = 0; o < out; o++)
-        for (int64_t i = 0; i < L.in; i++)
-          for (int64_t k = 0; k < L.K; k++) c2[o * KdP + basis.column(i, k)] = c_src[(o * L.in + i) * L.K + k];
-    }
+    const std::vector<scalar_t> c2 = gemm ? block_coeff(coeff_, basis, 1, KdP, out * KdP) : std::vector<scalar_t>();
     const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = gemm ? nullptr : cP.data_ptr<scalar_t>();
     const scalar_t *g_p = g.data_ptr<scalar_t>(), *cd_p = c2.data();
     scalar_t *z_p = z.data_ptr<scalar_t>();
