@@ -10,6 +10,7 @@
 //   coeff grad  G[o, i, k] = sum_n g[n, o] w[n, i] phi_k(x[n, i])
 #pragma once
 
+#include "gaussian_rows.h"
 #include "kan_basis.h"
 
 #include <algorithm>
@@ -22,10 +23,11 @@ template <typename T> struct GaussianNarrow {
   const Basis<T> &basis;
   int64_t in, K, out;
   std::vector<T> centres, inv_width, coeff;    // (K, in), (in), (out, K, in)
+  GaussianRows<T> rows;                        // all K values of a row at once
 
   // c: coefficients (out, in, K) contiguous, or nullptr (coefficient gradient)
   GaussianNarrow(const Basis<T> &b, const T *c, int64_t out_)
-      : basis(b), in(b.in), K(b.K), out(out_), centres(b.K * b.in), inv_width(b.in), coeff(c ? out_ * b.K * b.in : 0)
+      : basis(b), in(b.in), K(b.K), out(out_), centres(b.K * b.in), inv_width(b.in), coeff(c ? out_ * b.K * b.in : 0), rows(b)
   {
     for (int64_t i = 0; i < in; i++) {
       inv_width[i] = b.aux[i * b.aux_stride];
@@ -52,55 +54,63 @@ template <typename T> struct GaussianNarrow {
   // rows [n0, n1): y (N, out)
   template <int D> void forward(const T *x, const T *w, int64_t n0, int64_t n1, T *y) const
   {
-    std::vector<T> ev(in), acc(out * in);
+    std::vector<T> ev(K * in);
+    const int64_t KI = K * in;
     for (int64_t n = n0; n < n1; n++) {
-      std::fill(acc.begin(), acc.end(), T(0));
-      for (int64_t k = 0; k < K; k++) {
-        values<D>(x + n * in, w ? w + n * in : nullptr, k, ev.data());
-        for (int64_t o = 0; o < out; o++) {
-          const T *c = coeff.data() + (o * K + k) * in;
-          T *a = acc.data() + o * in;
-          for (int64_t i = 0; i < in; i++) a[i] += c[i] * ev[i];
-        }
-      }
-      for (int64_t o = 0; o < out; o++) {
-        T sum = T(0);
-        for (int64_t i = 0; i < in; i++) sum += acc[o * in + i];
-        y[n * out + o] = sum;
-      }
+      rows.row(x + n * in, w ? w + n * in : nullptr, ev.data());
+      for (int64_t o = 0; o < out; o++) y[n * out + o] = dot(coeff.data() + o * KI, ev.data(), KI);
     }
   }
 
   // rows [n0, n1): z (N, in)
   template <int D> void input_grad(const T *x, const T *g, int64_t n0, int64_t n1, T *z) const
   {
-    std::vector<T> ev(in);
+    std::vector<T> ev(K * in);
     for (int64_t n = n0; n < n1; n++) {
+      rows.row(x + n * in, nullptr, ev.data());
       T *zn = z + n * in;
       std::fill(zn, zn + in, T(0));
-      for (int64_t k = 0; k < K; k++) {
-        values<D>(x + n * in, nullptr, k, ev.data());
-        for (int64_t o = 0; o < out; o++) {
-          const T go = g[n * out + o], *c = coeff.data() + (o * K + k) * in;
-          for (int64_t i = 0; i < in; i++) zn[i] += go * c[i] * ev[i];
-        }
-      }
+      for (int64_t o = 0; o < out; o++) scaled_k_sum(g[n * out + o], coeff.data() + o * K * in, ev.data(), zn);
     }
   }
 
   // rows [n0, n1) added to acc (out, K, in): the caller sums the tasks' and transposes (coeff_layout)
   template <int D> void coeff_grad(const T *x, const T *g, const T *w, int64_t n0, int64_t n1, T *acc) const
   {
-    std::vector<T> ev(in);
-    for (int64_t n = n0; n < n1; n++)
-      for (int64_t k = 0; k < K; k++) {
-        values<D>(x + n * in, w ? w + n * in : nullptr, k, ev.data());
-        for (int64_t o = 0; o < out; o++) {
-          const T go = g[n * out + o];
-          T *a = acc + (o * K + k) * in;
-          for (int64_t i = 0; i < in; i++) a[i] += go * ev[i];
-        }
-      }
+    std::vector<T> ev(K * in);
+    const int64_t KI = K * in;
+    for (int64_t n = n0; n < n1; n++) {
+      rows.row(x + n * in, w ? w + n * in : nullptr, ev.data());
+      for (int64_t o = 0; o < out; o++) axpy(g[n * out + o], ev.data(), acc + o * KI, KI);
+    }
+  }
+
+  // vector partial sums (a scalar sum is an ordered reduction the compiler may not vectorise)
+  static T dot(const T *__restrict a, const T *__restrict b, int64_t len)
+  {
+    using S = Simd<T>;
+    typename S::vec acc0{}, acc1{};
+    int64_t j = 0;
+    for (; j + 2 * S::W <= len; j += 2 * S::W) {
+      acc0 += S::load(a + j) * S::load(b + j);
+      acc1 += S::load(a + j + S::W) * S::load(b + j + S::W);
+    }
+    for (; j + S::W <= len; j += S::W) acc0 += S::load(a + j) * S::load(b + j);
+    acc0 += acc1;
+    T sum = T(0);
+    for (int w = 0; w < S::W; w++) sum += acc0[w];
+    for (; j < len; j++) sum += a[j] * b[j];
+    return sum;
+  }
+  static void axpy(T a, const T *__restrict v, T *__restrict y, int64_t len)
+  {
+    for (int64_t j = 0; j < len; j++) y[j] += a * v[j];
+  }
+  // z[i] += a sum_k c[k * in + i] ev[k * in + i]
+  void scaled_k_sum(T a, const T *__restrict c, const T *__restrict ev, T *__restrict z) const
+  {
+    for (int64_t k = 0; k < K; k++)
+      for (int64_t i = 0; i < in; i++) z[i] += a * c[k * in + i] * ev[k * in + i];
   }
 
   // calls f(std::integral_constant<int, D>) for this basis' derivative order (D = -1: any order)

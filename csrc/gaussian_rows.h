@@ -1,6 +1,6 @@
 // Gaussian basis values for one row of inputs, all functions at once, k-major:
 //   ev[k * in + i] = w[i] phi^(D)_k(x[i])   (k < Kb),   ev[Kb * in + i] = w[i] silu^(D)(x[i])   (BASE_SILU)
-// Every loop runs over the inputs i, so it is vertical SIMD. The dense block of the GEMM path (wide
+// SIMD over the inputs i, W at a time (simd.h), with every value of a chunk made in registers. The dense block of the GEMM path (wide
 // outputs) takes its rows from here; narrow outputs keep one exp per value fused into their
 // accumulation (gaussian_narrow.h), where these separate passes measured slower.
 //
@@ -20,6 +20,8 @@
 #pragma once
 
 #include "kan_basis.h"
+#include "simd.h"
+#include "vec_exp.h"
 
 #include <algorithm>
 #include <cmath>
@@ -29,10 +31,13 @@
 namespace kan_mlip {
 
 template <typename T> struct GaussianRows {
+  using S = Simd<T>;
+  using V = typename S::vec;
   const Basis<T> &basis;
-  int64_t in, K, Kb, m;
-  std::vector<T> centres, uniform_centres, offset;    // (Kb, in): c_k, cbar_k, e_k = (c_k - cbar_k) s
-  std::vector<T> inv_width, delta, decay;             // per input: s, delta, e^{-2 delta^2}
+  int64_t in, inP, K, Kb, m;
+  // padded to inP = whole vectors (harmless lanes: centre 0, width 1, delta 0, decay 1, offset 0)
+  std::vector<T> centres, uniform_centres, offset;    // (Kb, inP): c_k, cbar_k, e_k = (c_k - cbar_k) s
+  std::vector<T> inv_width, delta, decay;             // (inP): s, delta, e^{-2 delta^2}
   bool recurrent, corrected = false;
 
   // |z_m| up to band(): phi_m >= e^{-band^2} is far from the flush threshold
@@ -46,19 +51,20 @@ template <typename T> struct GaussianRows {
   static T negligible_offset() { return T(4) * std::numeric_limits<T>::epsilon(); }
 
   explicit GaussianRows(const Basis<T> &b)
-      : basis(b), in(b.in), K(b.K), Kb(b.K - b.base), m((b.K - b.base - 1) / 2), centres(Kb * in),
-        uniform_centres(Kb * in), offset(Kb * in), inv_width(in), delta(in), decay(in), recurrent(Kb >= 3)
+      : basis(b), in(b.in), inP((b.in + S::W - 1) / S::W * S::W), K(b.K), Kb(b.K - b.base), m((b.K - b.base - 1) / 2),
+        centres(Kb * inP, T(0)), uniform_centres(Kb * inP, T(0)), offset(Kb * inP, T(0)), inv_width(inP, T(1)),
+        delta(inP, T(0)), decay(inP, T(1)), recurrent(Kb >= 3)
   {
     for (int64_t i = 0; i < in; i++) {
       const T *c = b.grid + i * b.grid_stride, s = b.aux[i * b.aux_stride];
       inv_width[i] = s;
       const T h = Kb > 1 ? (c[Kb - 1] - c[0]) / T(Kb - 1) : T(0);
       for (int64_t k = 0; k < Kb; k++) {
-        centres[k * in + i] = c[k];
-        uniform_centres[k * in + i] = c[0] + T(k) * h;
-        offset[k * in + i] = (c[k] - uniform_centres[k * in + i]) * s;
-        recurrent = recurrent && std::abs(offset[k * in + i]) <= max_offset();
-        corrected = corrected || std::abs(offset[k * in + i]) > negligible_offset();
+        centres[k * inP + i] = c[k];
+        uniform_centres[k * inP + i] = c[0] + T(k) * h;
+        offset[k * inP + i] = (c[k] - uniform_centres[k * inP + i]) * s;
+        recurrent = recurrent && std::abs(offset[k * inP + i]) <= max_offset();
+        corrected = corrected || std::abs(offset[k * inP + i]) > negligible_offset();
       }
       delta[i] = h * s;
       decay[i] = T(std::exp(-2.0 * double(delta[i]) * double(delta[i])));    // rounded once: it compounds
@@ -69,101 +75,145 @@ template <typename T> struct GaussianRows {
     }
   }
 
-  // one row: x[i], optional w[i], ev (K * in); scratch: 4 * in values
-  void row(const T *x, const T *w, T *ev, T *scratch) const
+  // one row: x[i], optional w[i], ev (K * in)
+  void row(const T *x, const T *w, T *ev) const
   {
     switch (basis.deriv) {
-      case 0: return values<0>(x, w, ev, scratch);
-      case 1: return values<1>(x, w, ev, scratch);
-      case 2: return values<2>(x, w, ev, scratch);
-      default: return values<-1>(x, w, ev, scratch);
+      case 0: return values<0>(x, w, ev);
+      case 1: return values<1>(x, w, ev);
+      case 2: return values<2>(x, w, ev);
+      default: return values<-1>(x, w, ev);
     }
   }
 
-  template <int D> void values(const T *x, const T *w, T *ev, T *scratch) const
+  template <int D> void values(const T *x, const T *w, T *ev) const
   {
-    const T *cm = uniform_centres.data() + m * in, *s = inv_width.data();
-    bool in_band = recurrent;
-    if (in_band) {
-      T zmax = T(0);
-      for (int64_t i = 0; i < in; i++) zmax = std::max(zmax, std::abs((x[i] - cm[i]) * s[i]));
-      in_band = zmax <= band();
+    const bool in_band = recurrent && row_in_band(x);
+    for (int64_t i0 = 0; i0 < in; i0 += S::W) {
+      const int64_t n = std::min<int64_t>(S::W, in - i0);
+      const V cm = S::load(uniform_centres.data() + m * inP + i0);
+      const V xv = S::load_partial(x + i0, n, cm);    // padding lanes sit on the middle centre
+      const V wv = w ? S::load_partial(w + i0, n, V{}) : V{};
+      if (!in_band)
+        direct<D>(xv, w != nullptr, wv, i0, n, ev);
+      else if (n == S::W)    // the flags as template arguments keep the step loops free of branches
+        corrected ? recurrence<D, true, true>(xv, w != nullptr, wv, i0, n, ev)
+                  : recurrence<D, false, true>(xv, w != nullptr, wv, i0, n, ev);
+      else
+        corrected ? recurrence<D, true, false>(xv, w != nullptr, wv, i0, n, ev)
+                  : recurrence<D, false, false>(xv, w != nullptr, wv, i0, n, ev);
+      if (basis.base) base<D>(x, xv, w, wv, i0, n, ev + Kb * in);
     }
-    if (in_band)
-      recurrence<D>(x, ev, scratch);
-    else
-      for (int64_t k = 0; k < Kb; k++) {
-        const T *c = centres.data() + k * in;
-        T *e = ev + k * in;
-        for (int64_t i = 0; i < in; i++) e[i] = basis.template gaussian<D>(x[i], c[i], s[i]);
-      }
-    if (basis.base) {
-      T *e = ev + Kb * in;
-      for (int64_t i = 0; i < in; i++) e[i] = basis.template silu<D>(x[i]);
-    }
-    if (w)
-      for (int64_t k = 0; k < K; k++) {
-        T *e = ev + k * in;
-        for (int64_t i = 0; i < in; i++) e[i] *= w[i];
-      }
   }
 
  private:
-  // Short passes over one row, which stays in L1: fused into fewer loops, the compiler left them scalar
-  template <int D> void recurrence(const T *x, T *ev, T *scratch) const
+  // no |z_m| beyond band() in the row; a NaN counts as inside, so that it propagates through the
+  // recurrence. An integer OR reduction: it vectorises.
+  bool row_in_band(const T *__restrict x) const
   {
-    // disjoint buffers: without __restrict the compiler's alias checks give up and the loops stay scalar
-    const T *__restrict cm = uniform_centres.data() + m * in, *__restrict s = inv_width.data();
-    const T *__restrict dl = delta.data(), *__restrict dc = decay.data();
-    const T tiny = exp_bounded(Basis<T>::flush_arg());    // the direct path's flush threshold
-    T *__restrict pu = scratch, *__restrict u = scratch + in, *__restrict pd = scratch + 2 * in;
-    T *__restrict dn = scratch + 3 * in, *__restrict em = ev + m * in;
-    // one exp per loop: with several, the compiler leaves the loop scalar
+    const T *__restrict cm = uniform_centres.data() + m * inP, *__restrict s = inv_width.data();
+    int outside = 0;
     for (int64_t i = 0; i < in; i++) {
       const T z = (x[i] - cm[i]) * s[i];
-      em[i] = exp_bounded(-z * z);
+      outside |= (z > band()) | (z < -band());
     }
-    for (int64_t i = 0; i < in; i++) {
-      const T z = (x[i] - cm[i]) * s[i], d = dl[i];
-      u[i] = exp_bounded(T(2) * z * d - d * d);
+    return !outside;
+  }
+
+  // phi^(D) / phi at z (Basis::gaussian_factor, on vectors)
+  template <int D> inline __attribute__((always_inline)) V factor(V z, V s) const
+  {
+    if (D == 1) return T(-2) * s * z;
+    if (D == 2) return s * s * (T(4) * z * z - T(2));
+    V h_prev = S::broadcast(T(1)), hd = T(2) * z, scale = -s;    // Hermite H_0, H_1
+    for (int64_t j = 1; j < basis.deriv; j++) {
+      const V h_next = T(2) * z * hd - T(2 * j) * h_prev;
+      h_prev = hd;
+      hd = h_next;
+      scale *= -s;
     }
-    for (int64_t i = 0; i < in; i++) {
-      const T z = (x[i] - cm[i]) * s[i], d = dl[i];
-      dn[i] = exp_bounded(T(-2) * z * d - d * d);
-    }
-    for (int64_t i = 0; i < in; i++) pu[i] = pd[i] = em[i];
+    return scale * hd;
+  }
+
+  // store the chunk's value of function k: derivative factor, weight
+  template <int D, bool FULL>
+  inline __attribute__((always_inline)) void emit(int64_t k, V v, V xv, V s, bool weighted, V wv, int64_t i0,
+                                                  int64_t n, T *ev) const
+  {
+    if (D != 0) v *= factor<D>((xv - S::load(centres.data() + k * inP + i0)) * s, s);
+    if (weighted) v *= wv;
+    if (FULL)
+      S::store(ev + k * in + i0, v);
+    else
+      S::store_partial(ev + k * in + i0, v, n);
+  }
+
+  // three exps per input, then each step away from the middle centre is two multiplies
+  template <int D, bool CORRECTED, bool FULL>
+  inline __attribute__((always_inline)) void recurrence(V xv, bool weighted, V wv, int64_t i0, int64_t n, T *ev) const
+  {
+    const T tiny = exp_bounded(Basis<T>::flush_arg());    // the direct path's flush threshold
+    const V s = S::load(inv_width.data() + i0), d = S::load(delta.data() + i0), dc = S::load(decay.data() + i0);
+    const V z = (xv - S::load(uniform_centres.data() + m * inP + i0)) * s;
+    const V em = exp_bounded_vec<T>(-z * z);
+    V u = exp_bounded_vec<T>(T(2) * z * d - d * d), dn = exp_bounded_vec<T>(T(-2) * z * d - d * d);
+    // near-uniform centres: value k times e^a (header), applied to what is stored, not to the running value
+    auto corrected_value = [&](int64_t k, V p) {
+      if (!CORRECTED) return p;
+      const V ek = S::load(offset.data() + k * inP + i0);
+      const V a = ek * (T(2) * (xv - S::load(uniform_centres.data() + k * inP + i0)) * s - ek);
+      return p * (T(1) + a * (T(1) + a * (T(0.5) + a * T(1.0 / 6))));
+    };
+    emit<D, FULL>(m, corrected_value(m, em), xv, s, weighted, wv, i0, n, ev);
     // moving away from the peak, values only shrink: a running value flushed to 0 stays right
+    V p = em;
     for (int64_t k = m + 1; k < Kb; k++) {
-      T *__restrict e = ev + k * in;
-      for (int64_t i = 0; i < in; i++) {
-        const T p = pu[i] * u[i];
-        pu[i] = e[i] = p < tiny ? T(0) : p;
-        u[i] *= dc[i];
-      }
+      p *= u;
+      p = p < tiny ? V{} : p;
+      u *= dc;
+      emit<D, FULL>(k, corrected_value(k, p), xv, s, weighted, wv, i0, n, ev);
     }
+    p = em;
     for (int64_t k = m - 1; k >= 0; k--) {
-      T *__restrict e = ev + k * in;
-      for (int64_t i = 0; i < in; i++) {
-        const T p = pd[i] * dn[i];
-        pd[i] = e[i] = p < tiny ? T(0) : p;
-        dn[i] *= dc[i];
-      }
+      p *= dn;
+      p = p < tiny ? V{} : p;
+      dn *= dc;
+      emit<D, FULL>(k, corrected_value(k, p), xv, s, weighted, wv, i0, n, ev);
     }
-    if (corrected)
-      for (int64_t k = 0; k < Kb; k++) {
-        const T *__restrict cb = uniform_centres.data() + k * in, *__restrict ek = offset.data() + k * in;
-        T *__restrict e = ev + k * in;
-        for (int64_t i = 0; i < in; i++) {
-          const T a = ek[i] * (T(2) * (x[i] - cb[i]) * s[i] - ek[i]);
-          e[i] *= T(1) + a * (T(1) + a * (T(0.5) + a * T(1.0 / 6)));
-        }
-      }
-    if (D == 0) return;
+  }
+
+  // one exp per value (inputs far outside the grid, or centres that are not uniform); below the flush
+  // threshold exact zeros, as Basis::gaussian
+  template <int D> void direct(V xv, bool weighted, V wv, int64_t i0, int64_t n, T *ev) const
+  {
+    const V s = S::load(inv_width.data() + i0);
+    const T flush = Basis<T>::flush_arg();
     for (int64_t k = 0; k < Kb; k++) {
-      const T *__restrict c = centres.data() + k * in;
-      T *__restrict e = ev + k * in;
-      for (int64_t i = 0; i < in; i++) e[i] *= basis.template gaussian_factor<D>((x[i] - c[i]) * s[i], s[i]);
+      const V z = (xv - S::load(centres.data() + k * inP + i0)) * s, t = -z * z;
+      const auto keep = t > flush;
+      V e = exp_bounded_vec<T>(keep ? t : S::broadcast(flush));
+      e = keep ? e : V{};
+      if (weighted) e *= wv;
+      S::store_partial(ev + k * in + i0, D == 0 ? e : e * factor<D>(z, s), n);
     }
+  }
+
+  // the base function silu^(D)(x) (Basis::silu on vectors; higher derivatives through it, lane by lane)
+  template <int D> void base(const T *x, V xv, const T *w, V wv, int64_t i0, int64_t n, T *eb) const
+  {
+    if (D < 0) {
+      for (int64_t j = 0; j < n; j++) eb[i0 + j] = basis.template silu<D>(x[i0 + j]) * (w ? w[i0 + j] : T(1));
+      return;
+    }
+    const T flush = Basis<T>::flush_arg();
+    V t = xv < T(0) ? xv : -xv;    // -|x|
+    const auto keep = t > flush;
+    V e = exp_bounded_vec<T>(keep ? t : S::broadcast(flush));
+    e = keep ? e : V{};
+    const V sg = (xv >= T(0) ? S::broadcast(T(1)) : e) / (T(1) + e);
+    V v = D == 0 ? xv * sg : D == 1 ? sg * (T(1) + xv * (T(1) - sg)) : sg * (T(1) - sg) * (T(2) + xv * (T(1) - T(2) * sg));
+    if (w) v *= wv;
+    S::store_partial(eb + i0, v, n);
   }
 };
 

@@ -171,7 +171,7 @@ template <typename T> struct Block {
         first(b.dense() ? 0 : in_ * R_), opts(o), cubic(b.dense_cubic())
   {
     if (b.kind == FOURIER) rot.resize(std::max(2 * in_, b.K));
-    if (b.kind == GAUSSIAN) gaussian = std::make_unique<GaussianRows<T>>(b);    // s1 holds its 4 * in scratch
+    if (b.kind == GAUSSIAN) gaussian = std::make_unique<GaussianRows<T>>(b);
   }
 
   // structure of arrays, input-major (B-splines): V[(i * C + j) * rows + r], first[i * rows + r]
@@ -187,7 +187,7 @@ template <typename T> struct Block {
   {
     if (gaussian) {
       for (int64_t r = 0; r < rows; r++)
-        gaussian->row(x + (n0 + r) * in, w ? w + (n0 + r) * in : nullptr, phi + r * in * K, s1.data());
+        gaussian->row(x + (n0 + r) * in, w ? w + (n0 + r) * in : nullptr, phi + r * in * K);
       return;
     }
     if (basis.dense()) {
@@ -348,6 +348,11 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
                 for (int64_t e = 0; e < Kd; e++) mr[e] += go * c[e];
               }
             }
+          } else if (basis.k_major() && L.in % simd_width<scalar_t>() == 0) {    // reduced in the GEMM's epilogue
+            scalar_t *zb = z_p + n0 * L.in;
+            std::fill(zb, zb + rows * L.in, scalar_t(0));
+            small_gemm_k_reduce(g_p + n0 * out, out, rows, out, cd_p, KdP, f_p, Kd, Kd, L.in, zb, L.in);
+            continue;
           } else {
             small_gemm(g_p + n0 * out, out, rows, out, cd_p, KdP, Kd, m.data(), KdP, false);
           }

@@ -15,17 +15,9 @@
 #include <cstdint>
 #include <cstring>
 
+#include "simd.h"
+
 namespace kan_mlip {
-
-#if defined(__AVX512F__)
-constexpr int SIMD_BYTES = 64, SIMD_REGISTERS = 32;
-#elif defined(__AVX__)
-constexpr int SIMD_BYTES = 32, SIMD_REGISTERS = 16;
-#else
-constexpr int SIMD_BYTES = 16, SIMD_REGISTERS = 16;
-#endif
-
-template <typename T> constexpr int64_t simd_width() { return SIMD_BYTES / sizeof(T); }
 
 template <typename T, int RB, int NV>
 inline void gemm_tile(const T *A, int64_t lda, int64_t Kd, const T *B, int64_t ldb, int64_t n_valid, T *Y,
@@ -97,7 +89,70 @@ void small_gemm(const T *A, int64_t lda, int64_t M, int64_t Kd, const T *B, int6
   }
 }
 
-// round n up to whole vectors (row strides of B operands)
-template <typename T> int64_t simd_round_up(int64_t n) { return (n + simd_width<T>() - 1) / simd_width<T>() * simd_width<T>(); }
+// The input gradient of a k-major block (columns col = k * in + i) without its (rows, in * K) product:
+//   z[r, i] += sum_k f[r, k*in + i] sum_o g[r, o] c[o, k*in + i]
+// Each tile's GEMM result is multiplied by f and summed into z in its epilogue. Needs in % W == 0, so
+// that a vector of columns never straddles two k; z (rows, ldz) must be zeroed by the caller.
+template <typename T, int RB, int NV>
+inline void grad_tile(const T *g, int64_t ldg, int64_t out, const T *c, int64_t ldc, const T *f, int64_t ldf,
+                      int64_t col0, int64_t in, T *z, int64_t ldz)
+{
+  using S = Simd<T>;
+  using vec = typename S::vec;
+  vec acc[RB][NV];
+  for (int r = 0; r < RB; r++)
+    for (int v = 0; v < NV; v++) acc[r][v] = vec{};
+  for (int64_t o = 0; o < out; o++) {
+    vec b[NV];
+    for (int v = 0; v < NV; v++) b[v] = S::load(c + o * ldc + col0 + v * S::W);
+    for (int r = 0; r < RB; r++) {
+      const T a = g[r * ldg + o];
+      for (int v = 0; v < NV; v++) acc[r][v] += a * b[v];
+    }
+  }
+  for (int v = 0; v < NV; v++) {
+    const int64_t col = col0 + v * S::W, i = col % in;
+    for (int r = 0; r < RB; r++) {
+      T *zr = z + r * ldz + i;
+      S::store(zr, S::load(zr) + acc[r][v] * S::load(f + r * ldf + col));
+    }
+  }
+}
+
+template <typename T, int NV, int RB>
+inline void grad_rows(const T *g, int64_t ldg, int64_t M, int64_t out, const T *c, int64_t ldc, const T *f,
+                      int64_t ldf, int64_t col0, int64_t in, T *z, int64_t ldz, int64_t r0)
+{
+  if constexpr (RB * NV + NV <= SIMD_REGISTERS)
+    for (; r0 + RB <= M; r0 += RB)
+      grad_tile<T, RB, NV>(g + r0 * ldg, ldg, out, c, ldc, f + r0 * ldf, ldf, col0, in, z + r0 * ldz, ldz);
+  if constexpr (RB > 1) grad_rows<T, NV, RB / 2>(g, ldg, M, out, c, ldc, f, ldf, col0, in, z, ldz, r0);
+}
+
+template <typename T, int NV>
+void grad_panel(const T *g, int64_t ldg, int64_t M, int64_t out, const T *c, int64_t ldc, const T *f, int64_t ldf,
+                int64_t col0, int64_t in, T *z, int64_t ldz)
+{
+  constexpr int RB = tile_rows<NV>();
+  int64_t r0 = 0;
+  for (; r0 + RB <= M; r0 += RB)
+    grad_tile<T, RB, NV>(g + r0 * ldg, ldg, out, c, ldc, f + r0 * ldf, ldf, col0, in, z + r0 * ldz, ldz);
+  grad_rows<T, NV, 8>(g, ldg, M, out, c, ldc, f, ldf, col0, in, z, ldz, r0);
+}
+
+// g (M, out), c (out, Kd = in * K), f (M, Kd), z (M, in); in % simd_width<T>() == 0
+template <typename T>
+void small_gemm_k_reduce(const T *g, int64_t ldg, int64_t M, int64_t out, const T *c, int64_t ldc, const T *f,
+                         int64_t ldf, int64_t Kd, int64_t in, T *z, int64_t ldz)
+{
+  constexpr int64_t W = simd_width<T>();
+  for (int64_t col0 = 0; col0 < Kd; col0 += 4 * W) {
+    const int64_t nv = std::min<int64_t>(4, (Kd - col0) / W);
+    if (nv == 4) grad_panel<T, 4>(g, ldg, M, out, c, ldc, f, ldf, col0, in, z, ldz);
+    else if (nv == 3) grad_panel<T, 3>(g, ldg, M, out, c, ldc, f, ldf, col0, in, z, ldz);
+    else if (nv == 2) grad_panel<T, 2>(g, ldg, M, out, c, ldc, f, ldf, col0, in, z, ldz);
+    else grad_panel<T, 1>(g, ldg, M, out, c, ldc, f, ldf, col0, in, z, ldz);
+  }
+}
 
 }    // namespace kan_mlip

@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "simd.h"
+
 namespace kan_mlip {
 
 template <typename T> struct ExpConsts;
@@ -64,6 +66,33 @@ template <typename T> inline __attribute__((always_inline)) T exp_bounded(T t)
   bits = (bits + E::bias) << E::mantissa_bits;    // high bits of the shifter overflow away
   T scale;
   std::memcpy(&scale, &bits, sizeof(T));
+  return p * scale;
+}
+
+// The same on a SIMD vector V of T (simd.h), for loops written with explicit vectors
+template <typename T, int J, typename V> inline __attribute__((always_inline)) V exp_taylor_vec(V r)
+{
+  using E = ExpConsts<T>;
+  if constexpr (J == E::degree)
+    return V{} + E::inv_factorial[J];
+  else
+    return exp_taylor_vec<T, J + 1>(r) * r + E::inv_factorial[J];
+}
+
+template <typename T, typename V> inline __attribute__((always_inline)) V exp_bounded_vec(V t)
+{
+  using E = ExpConsts<T>;
+  typedef typename E::Int IV __attribute__((vector_size(sizeof(V))));
+  const V shifted = t * E::log2e + E::shifter;
+  const V n = shifted - E::shifter;
+  V r = t - n * E::ln2_hi;
+  r = r - n * E::ln2_lo;
+  const V p = exp_taylor_vec<T, 0>(r);
+  IV bits;
+  std::memcpy(&bits, &shifted, sizeof(V));
+  bits = (bits + E::bias) << E::mantissa_bits;
+  V scale;
+  std::memcpy(&scale, &bits, sizeof(V));
   return p * scale;
 }
 
