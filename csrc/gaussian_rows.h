@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 namespace kan_mlip {
@@ -88,36 +89,53 @@ template <typename T> struct GaussianRows {
 
   template <int D> void values(const T *x, const T *w, T *ev) const
   {
-    const bool in_band = recurrent && row_in_band(x);
+    const RowRange range = recurrent ? row_range(x) : RowRange{false, true};
     for (int64_t i0 = 0; i0 < in; i0 += S::W) {
       const int64_t n = std::min<int64_t>(S::W, in - i0);
       const V cm = S::load(uniform_centres.data() + m * inP + i0);
       const V xv = S::load_partial(x + i0, n, cm);    // padding lanes sit on the middle centre
       const V wv = w ? S::load_partial(w + i0, n, V{}) : V{};
-      if (!in_band)
-        direct<D>(xv, w != nullptr, wv, i0, n, ev);
-      else if (n == S::W)    // the flags as template arguments keep the step loops free of branches
-        corrected ? recurrence<D, true, true>(xv, w != nullptr, wv, i0, n, ev)
-                  : recurrence<D, false, true>(xv, w != nullptr, wv, i0, n, ev);
+      if (range.in_band)    // the flags as template arguments keep the step loops free of branches
+        dispatch_flags(corrected, n == S::W, range.may_flush, [&](auto corr, auto full, auto flush) {
+          recurrence<D, corr(), full(), flush()>(xv, w != nullptr, wv, i0, n, ev);
+        });
       else
-        corrected ? recurrence<D, true, false>(xv, w != nullptr, wv, i0, n, ev)
-                  : recurrence<D, false, false>(xv, w != nullptr, wv, i0, n, ev);
+        direct<D>(xv, w != nullptr, wv, i0, n, ev);
       if (basis.base) base<D>(x, xv, w, wv, i0, n, ev + Kb * in);
     }
   }
 
- private:
-  // no |z_m| beyond band() in the row; a NaN counts as inside, so that it propagates through the
-  // recurrence. An integer OR reduction: it vectorises.
-  bool row_in_band(const T *__restrict x) const
+  // in_band: no |z_m| beyond band() in the row (a NaN counts as inside, so that it propagates through the
+  // recurrence); may_flush: some value of the row may fall below the flush threshold, |z_k| <= |z_m| +
+  // steps delta. Integer OR reductions: they vectorise.
+  struct RowRange {
+    bool in_band, may_flush;
+  };
+  RowRange row_range(const T *__restrict x) const
   {
     const T *__restrict cm = uniform_centres.data() + m * inP, *__restrict s = inv_width.data();
-    int outside = 0;
+    const T *__restrict dl = delta.data();
+    const T steps = T(std::max(m, Kb - 1 - m)), flush_z2 = T(-0.99) * Basis<T>::flush_arg();
+    int outside = 0, deep = 0;
     for (int64_t i = 0; i < in; i++) {
-      const T z = (x[i] - cm[i]) * s[i];
+      const T z = (x[i] - cm[i]) * s[i], far = std::abs(z) + steps * dl[i];
       outside |= (z > band()) | (z < -band());
+      deep |= !(far * far < flush_z2);
     }
-    return !outside;
+    return {!outside, deep != 0};
+  }
+
+ private:
+  template <typename F> static void dispatch_flags(bool a, bool b, bool c, F f)
+  {
+    using std::integral_constant;
+    auto with_c = [&](auto ca, auto cb) {
+      c ? f(ca, cb, integral_constant<bool, true>()) : f(ca, cb, integral_constant<bool, false>());
+    };
+    auto with_b = [&](auto ca) {
+      b ? with_c(ca, integral_constant<bool, true>()) : with_c(ca, integral_constant<bool, false>());
+    };
+    a ? with_b(integral_constant<bool, true>()) : with_b(integral_constant<bool, false>());
   }
 
   // phi^(D) / phi at z (Basis::gaussian_factor, on vectors)
@@ -149,7 +167,7 @@ template <typename T> struct GaussianRows {
   }
 
   // three exps per input, then each step away from the middle centre is two multiplies
-  template <int D, bool CORRECTED, bool FULL>
+  template <int D, bool CORRECTED, bool FULL, bool FLUSH>
   inline __attribute__((always_inline)) void recurrence(V xv, bool weighted, V wv, int64_t i0, int64_t n, T *ev) const
   {
     const T tiny = exp_bounded(Basis<T>::flush_arg());    // the direct path's flush threshold
@@ -165,18 +183,19 @@ template <typename T> struct GaussianRows {
       return p * (T(1) + a * (T(1) + a * (T(0.5) + a * T(1.0 / 6))));
     };
     emit<D, FULL>(m, corrected_value(m, em), xv, s, weighted, wv, i0, n, ev);
-    // moving away from the peak, values only shrink: a running value flushed to 0 stays right
+    // moving away from the peak, values only shrink: a running value flushed to 0 stays right (rows
+    // whose values all stay far above the threshold skip the test)
     V p = em;
     for (int64_t k = m + 1; k < Kb; k++) {
       p *= u;
-      p = p < tiny ? V{} : p;
+      if (FLUSH) p = p < tiny ? V{} : p;
       u *= dc;
       emit<D, FULL>(k, corrected_value(k, p), xv, s, weighted, wv, i0, n, ev);
     }
     p = em;
     for (int64_t k = m - 1; k >= 0; k--) {
       p *= dn;
-      p = p < tiny ? V{} : p;
+      if (FLUSH) p = p < tiny ? V{} : p;
       dn *= dc;
       emit<D, FULL>(k, corrected_value(k, p), xv, s, weighted, wv, i0, n, ev);
     }

@@ -330,7 +330,10 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
     scalar_t *z_p = z.data_ptr<scalar_t>();
     at::parallel_for(0, (L.N + R - 1) / R, 1, [&](int64_t b0, int64_t b1) {
       Block<scalar_t> blk(basis, L.in, R, x.options());
-      std::vector<scalar_t> phi(gemm ? R * Kd : 0), m(gemm ? R * KdP : 0);
+      // k-major blocks with whole vectors of inputs reduce over k in the GEMM (small_gemm_k_reduce); the
+      // others form m = g c first
+      const bool k_reduce = gemm && out >= GEMM_MIN_OUT && basis.k_major() && L.in % simd_width<scalar_t>() == 0;
+      std::vector<scalar_t> phi(gemm ? R * Kd : 0), m(gemm && !k_reduce ? R * KdP : 0);
       std::vector<scalar_t> zT(gemm ? 0 : L.in * R);
       for (int64_t b = b0; b < b1; b++) {
         const int64_t n0 = b * R, rows = std::min(R, L.N - n0);
@@ -348,7 +351,7 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
                 for (int64_t e = 0; e < Kd; e++) mr[e] += go * c[e];
               }
             }
-          } else if (basis.k_major() && L.in % simd_width<scalar_t>() == 0) {    // reduced in the GEMM's epilogue
+          } else if (k_reduce) {
             scalar_t *zb = z_p + n0 * L.in;
             std::fill(zb, zb + rows * L.in, scalar_t(0));
             small_gemm_k_reduce(g_p + n0 * out, out, rows, out, cd_p, KdP, f_p, Kd, Kd, L.in, zb, L.in);
