@@ -58,7 +58,7 @@ template <typename T> struct GaussianNarrow {
     const int64_t KI = K * in;
     for (int64_t n = n0; n < n1; n++) {
       rows.row(x + n * in, w ? w + n * in : nullptr, ev.data());
-      for (int64_t o = 0; o < out; o++) y[n * out + o] = dot(coeff.data() + o * KI, ev.data(), KI);
+      for (int64_t o = 0; o < out; o++) y[n * out + o] = simd_dot(coeff.data() + o * KI, ev.data(), KI);
     }
   }
 
@@ -70,7 +70,7 @@ template <typename T> struct GaussianNarrow {
       rows.row(x + n * in, nullptr, ev.data());
       T *zn = z + n * in;
       std::fill(zn, zn + in, T(0));
-      for (int64_t o = 0; o < out; o++) scaled_k_sum(g[n * out + o], coeff.data() + o * K * in, ev.data(), zn);
+      for (int64_t o = 0; o < out; o++) k_major_axpy(g[n * out + o], coeff.data() + o * K * in, ev.data(), in, K, zn);
     }
   }
 
@@ -85,34 +85,10 @@ template <typename T> struct GaussianNarrow {
     }
   }
 
-  // vector partial sums (a scalar sum is an ordered reduction the compiler may not vectorise)
-  static T dot(const T *__restrict a, const T *__restrict b, int64_t len)
-  {
-    using S = Simd<T>;
-    typename S::vec acc0{}, acc1{};
-    int64_t j = 0;
-    for (; j + 2 * S::W <= len; j += 2 * S::W) {
-      acc0 += S::load(a + j) * S::load(b + j);
-      acc1 += S::load(a + j + S::W) * S::load(b + j + S::W);
-    }
-    for (; j + S::W <= len; j += S::W) acc0 += S::load(a + j) * S::load(b + j);
-    acc0 += acc1;
-    T sum = T(0);
-    for (int w = 0; w < S::W; w++) sum += acc0[w];
-    for (; j < len; j++) sum += a[j] * b[j];
-    return sum;
-  }
   static void axpy(T a, const T *__restrict v, T *__restrict y, int64_t len)
   {
     for (int64_t j = 0; j < len; j++) y[j] += a * v[j];
   }
-  // z[i] += a sum_k c[k * in + i] ev[k * in + i]
-  void scaled_k_sum(T a, const T *__restrict c, const T *__restrict ev, T *__restrict z) const
-  {
-    for (int64_t k = 0; k < K; k++)
-      for (int64_t i = 0; i < in; i++) z[i] += a * c[k * in + i] * ev[k * in + i];
-  }
-
   // calls f(std::integral_constant<int, D>) for this basis' derivative order (D = -1: any order)
   template <typename F> void dispatch(F f) const
   {

@@ -14,6 +14,7 @@
 #include "gaussian_rows.h"
 #include "kan_basis.h"
 #include "small_gemm.h"
+#include "vec_sincos.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -21,6 +22,7 @@
 #include <torch/library.h>
 
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 namespace kan_mlip {
@@ -193,10 +195,14 @@ template <typename T> struct Block {
     if (basis.dense()) {
       auto wrap = [&](const T *p, int64_t n) { return at::from_blob(const_cast<T *>(p), {n}, opts); };
       basis.fourier_rows(
-          x + n0 * in, rows, phi, s1.data(), s2.data(), rot.data(), [&](const T *src, T *c, T *s, int64_t n) {    // ATen's sin, cos
-            at::Tensor co = wrap(c, n), so = wrap(s, n);
-            at::cos_out(co, wrap(src, n));
-            at::sin_out(so, wrap(src, n));
+          x + n0 * in, rows, phi, s1.data(), s2.data(), rot.data(), [&](const T *src, T *c, T *s, int64_t n) {
+            if constexpr (std::is_same_v<T, double>) {    // ours (vec_sincos.h); float32: ATen's
+              sincos_buffer(src, c, s, n);
+            } else {
+              at::Tensor co = wrap(c, n), so = wrap(s, n);
+              at::cos_out(co, wrap(src, n));
+              at::sin_out(so, wrap(src, n));
+            }
           });
     } else if (cubic) {
       basis.cubic_dense_rows(x + n0 * in, rows, phi);
@@ -253,9 +259,14 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
       return;
     }
     const Tensor cP = gemm ? Tensor() : padded_coeff(coeff_, C);
-    // GEMM operand: coefficients as (block column, out), rows padded to whole vectors (small_gemm.h)
+    // GEMM operand: coefficients as (block column, out), rows padded to whole vectors (small_gemm.h);
+    // narrow outputs take dot products of block rows with (out, block column) instead: a GEMM tile
+    // would fill one lane of each vector
     const int64_t Kd = L.in * L.K, outP = simd_round_up<scalar_t>(out);
-    const std::vector<scalar_t> cT = gemm ? block_coeff(coeff_, basis, outP, 1, Kd * outP) : std::vector<scalar_t>();
+    const bool dots = gemm && out < GEMM_MIN_OUT;
+    const std::vector<scalar_t> cT = !gemm ? std::vector<scalar_t>()
+                                     : dots ? block_coeff(coeff_, basis, 1, Kd, out * Kd)
+                                            : block_coeff(coeff_, basis, outP, 1, Kd * outP);
     const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = gemm ? nullptr : cP.data_ptr<scalar_t>();
     scalar_t *y_p = y.data_ptr<scalar_t>();
     at::parallel_for(0, (L.N + R - 1) / R, 1, [&](int64_t b0, int64_t b1) {
@@ -265,7 +276,12 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
         const int64_t n0 = b * R, rows = std::min(R, L.N - n0);
         if (gemm) {
           blk.dense(x_p, w_p, n0, rows, phi.data());
-          small_gemm(phi.data(), Kd, rows, Kd, cT.data(), outP, out, y_p + n0 * out, out, false);
+          if (dots)
+            for (int64_t r = 0; r < rows; r++)
+              for (int64_t o = 0; o < out; o++)
+                y_p[(n0 + r) * out + o] = simd_dot(phi.data() + r * Kd, cT.data() + o * Kd, Kd);
+          else
+            small_gemm(phi.data(), Kd, rows, Kd, cT.data(), outP, out, y_p + n0 * out, out, false);
           continue;
         }
         blk.evaluate(x_p, n0, rows);
@@ -330,9 +346,9 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
     scalar_t *z_p = z.data_ptr<scalar_t>();
     at::parallel_for(0, (L.N + R - 1) / R, 1, [&](int64_t b0, int64_t b1) {
       Block<scalar_t> blk(basis, L.in, R, x.options());
-      // k-major blocks with whole vectors of inputs reduce over k in the GEMM (small_gemm_k_reduce); the
-      // others form m = g c first
-      const bool k_reduce = gemm && out >= GEMM_MIN_OUT && basis.k_major() && L.in % simd_width<scalar_t>() == 0;
+      // k-major blocks reduce over k as they contract (narrow: k_major_axpy; wide, with whole vectors of
+      // inputs: small_gemm_k_reduce); the others form m = g c first
+      const bool k_reduce = gemm && basis.k_major() && (out < GEMM_MIN_OUT || L.in % simd_width<scalar_t>() == 0);
       std::vector<scalar_t> phi(gemm ? R * Kd : 0), m(gemm && !k_reduce ? R * KdP : 0);
       std::vector<scalar_t> zT(gemm ? 0 : L.in * R);
       for (int64_t b = b0; b < b1; b++) {
@@ -341,7 +357,18 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
           // m[r, i*K + k] = sum_o g[n, o] c[o, i, k], then z[n, i] = sum_k phi[r, i*K + k] m[r, i*K + k]
           blk.dense(x_p, nullptr, n0, rows, phi.data());
           const scalar_t *f_p = phi.data();
-          // narrow output (Fourier; Gaussians took the fused path): m[r, :] = sum_o g[n, o] c[o, :] by rows
+          // narrow output (Fourier; Gaussians took the fused path), k-major: z[n, i] = sum_o g[n, o] sum_k
+          // c[o, k*in + i] phi[r, k*in + i], one row at a time
+          if (out < GEMM_MIN_OUT && basis.k_major()) {
+            for (int64_t r = 0; r < rows; r++) {
+              scalar_t *zr = z_p + (n0 + r) * L.in;
+              std::fill(zr, zr + L.in, scalar_t(0));
+              for (int64_t o = 0; o < out; o++)
+                k_major_axpy(g_p[(n0 + r) * out + o], cd_p + o * KdP, f_p + r * Kd, L.in, L.K, zr);
+            }
+            continue;
+          }
+          // other narrow outputs: m[r, :] = sum_o g[n, o] c[o, :] by rows
           if (out < GEMM_MIN_OUT) {
             for (int64_t r = 0; r < rows; r++) {
               scalar_t *mr = m.data() + r * KdP;
@@ -351,7 +378,7 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
                 for (int64_t e = 0; e < Kd; e++) mr[e] += go * c[e];
               }
             }
-          } else if (k_reduce) {
+          } else if (k_reduce) {    // wide
             scalar_t *zb = z_p + n0 * L.in;
             std::fill(zb, zb + rows * L.in, scalar_t(0));
             small_gemm_k_reduce(g_p + n0 * out, out, rows, out, cd_p, KdP, f_p, Kd, Kd, L.in, zb, L.in);

@@ -54,4 +54,32 @@ template <typename T, int BYTES = SIMD_BYTES> struct Simd {
   }
 };
 
+// sum_j a[j] b[j] with vector partial sums (a scalar sum is an ordered reduction that the compiler does
+// not vectorise without -ffast-math)
+template <typename T> inline T simd_dot(const T *__restrict a, const T *__restrict b, int64_t len)
+{
+  using S = Simd<T>;
+  typename S::vec acc0{}, acc1{};
+  int64_t j = 0;
+  for (; j + 2 * S::W <= len; j += 2 * S::W) {
+    acc0 += S::load(a + j) * S::load(b + j);
+    acc1 += S::load(a + j + S::W) * S::load(b + j + S::W);
+  }
+  for (; j + S::W <= len; j += S::W) acc0 += S::load(a + j) * S::load(b + j);
+  acc0 += acc1;
+  T sum = T(0);
+  for (int w = 0; w < S::W; w++) sum += acc0[w];
+  for (; j < len; j++) sum += a[j] * b[j];
+  return sum;
+}
+
+// z[i] += a sum_k c[k * in + i] f[k * in + i]: a k-major row contracted over k (restrict parameters: the
+// loop vectorises over i)
+template <typename T>
+inline void k_major_axpy(T a, const T *__restrict c, const T *__restrict f, int64_t in, int64_t K, T *__restrict z)
+{
+  for (int64_t k = 0; k < K; k++)
+    for (int64_t i = 0; i < in; i++) z[i] += a * c[k * in + i] * f[k * in + i];
+}
+
 }    // namespace kan_mlip
