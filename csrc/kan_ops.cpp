@@ -96,16 +96,30 @@ Tensor padded_coeff(const Tensor &coeff, int64_t C)
   return p;
 }
 
-// c[o, i, k] at index column(i, k) * col_stride + o * out_stride of a zeroed buffer of `size`: the
-// GEMM operand in the dense block's column order (forward: (column, out); input grad: (out, column))
+// Per-thread buffers that outlive a call, one per slot, grown as needed, contents undefined. Allocated
+// per call, blocks of a few hundred kB were mmapped and their pages faulted in afresh every time (glibc
+// gives large frees back to the kernel): in LAMMPS, ~900 extra page faults per MD step for a KAN readout.
+enum ScratchSlot { COEFF_OPERAND, BLOCK, PRODUCT, TRANSPOSE, SCRATCH_SLOTS };
+
+template <typename T> T *scratch(ScratchSlot slot, int64_t n)
+{
+  thread_local std::vector<T> buffers[SCRATCH_SLOTS];
+  std::vector<T> &b = buffers[slot];
+  if (int64_t(b.size()) < n) b.resize(n);
+  return b.data();
+}
+
+// c[o, i, k] at index column(i, k) * col_stride + o * out_stride of a zeroed buffer of `size` (the
+// calling thread's COEFF_OPERAND scratch): the GEMM operand in the dense block's column order
+// (forward: (column, out); input grad: (out, column))
 template <typename T>
-std::vector<T> block_coeff(const Tensor &coeff, const Basis<T> &basis, int64_t col_stride, int64_t out_stride,
-                           int64_t size)
+const T *block_coeff(const Tensor &coeff, const Basis<T> &basis, int64_t col_stride, int64_t out_stride, int64_t size)
 {
   const Tensor c = coeff.detach().contiguous();
   const T *src = c.data_ptr<T>();
   const int64_t out = c.size(0), in = c.size(1), K = c.size(2);
-  std::vector<T> dst(size, T(0));
+  T *dst = scratch<T>(COEFF_OPERAND, size);
+  std::fill(dst, dst + size, T(0));
   for (int64_t o = 0; o < out; o++)
     for (int64_t i = 0; i < in; i++)
       for (int64_t k = 0; k < K; k++) dst[basis.column(i, k) * col_stride + o * out_stride] = src[(o * in + i) * K + k];
@@ -264,24 +278,23 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
     // would fill one lane of each vector
     const int64_t Kd = L.in * L.K, outP = simd_round_up<scalar_t>(out);
     const bool dots = gemm && out < GEMM_MIN_OUT;
-    const std::vector<scalar_t> cT = !gemm ? std::vector<scalar_t>()
-                                     : dots ? block_coeff(coeff_, basis, 1, Kd, out * Kd)
-                                            : block_coeff(coeff_, basis, outP, 1, Kd * outP);
+    const scalar_t *cT = !gemm ? nullptr
+                         : dots ? block_coeff(coeff_, basis, 1, Kd, out * Kd)
+                                : block_coeff(coeff_, basis, outP, 1, Kd * outP);
     const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = gemm ? nullptr : cP.data_ptr<scalar_t>();
     scalar_t *y_p = y.data_ptr<scalar_t>();
     at::parallel_for(0, (L.N + R - 1) / R, 1, [&](int64_t b0, int64_t b1) {
       Block<scalar_t> blk(basis, L.in, R, x.options());
-      std::vector<scalar_t> phi(gemm ? R * Kd : 0);
+      scalar_t *phi = gemm ? scratch<scalar_t>(BLOCK, R * Kd) : nullptr;
       for (int64_t b = b0; b < b1; b++) {
         const int64_t n0 = b * R, rows = std::min(R, L.N - n0);
         if (gemm) {
-          blk.dense(x_p, w_p, n0, rows, phi.data());
+          blk.dense(x_p, w_p, n0, rows, phi);
           if (dots)
             for (int64_t r = 0; r < rows; r++)
-              for (int64_t o = 0; o < out; o++)
-                y_p[(n0 + r) * out + o] = simd_dot(phi.data() + r * Kd, cT.data() + o * Kd, Kd);
+              for (int64_t o = 0; o < out; o++) y_p[(n0 + r) * out + o] = simd_dot(phi + r * Kd, cT + o * Kd, Kd);
           else
-            small_gemm(phi.data(), Kd, rows, Kd, cT.data(), outP, out, y_p + n0 * out, out, false);
+            small_gemm(phi, Kd, rows, Kd, cT, outP, out, y_p + n0 * out, out, false);
           continue;
         }
         blk.evaluate(x_p, n0, rows);
@@ -340,23 +353,24 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
     const Tensor cP = gemm ? Tensor() : padded_coeff(coeff_, C);
     // GEMM operand: coefficients as (out, block column), rows padded to whole vectors (small_gemm.h)
     const int64_t Kd = L.in * L.K, KdP = simd_round_up<scalar_t>(Kd);
-    const std::vector<scalar_t> c2 = gemm ? block_coeff(coeff_, basis, 1, KdP, out * KdP) : std::vector<scalar_t>();
+    const scalar_t *c2 = gemm ? block_coeff(coeff_, basis, 1, KdP, out * KdP) : nullptr;
     const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = gemm ? nullptr : cP.data_ptr<scalar_t>();
-    const scalar_t *g_p = g.data_ptr<scalar_t>(), *cd_p = c2.data();
+    const scalar_t *g_p = g.data_ptr<scalar_t>(), *cd_p = c2;
     scalar_t *z_p = z.data_ptr<scalar_t>();
     at::parallel_for(0, (L.N + R - 1) / R, 1, [&](int64_t b0, int64_t b1) {
       Block<scalar_t> blk(basis, L.in, R, x.options());
       // k-major blocks reduce over k as they contract (narrow: k_major_axpy; wide, with whole vectors of
       // inputs: small_gemm_k_reduce); the others form m = g c first
       const bool k_reduce = gemm && basis.k_major() && (out < GEMM_MIN_OUT || L.in % simd_width<scalar_t>() == 0);
-      std::vector<scalar_t> phi(gemm ? R * Kd : 0), m(gemm && !k_reduce ? R * KdP : 0);
-      std::vector<scalar_t> zT(gemm ? 0 : L.in * R);
+      scalar_t *phi = gemm ? scratch<scalar_t>(BLOCK, R * Kd) : nullptr;
+      scalar_t *m = gemm && !k_reduce ? scratch<scalar_t>(PRODUCT, R * KdP) : nullptr;
+      scalar_t *zT = gemm ? nullptr : scratch<scalar_t>(TRANSPOSE, L.in * R);
       for (int64_t b = b0; b < b1; b++) {
         const int64_t n0 = b * R, rows = std::min(R, L.N - n0);
         if (gemm) {
           // m[r, i*K + k] = sum_o g[n, o] c[o, i, k], then z[n, i] = sum_k phi[r, i*K + k] m[r, i*K + k]
-          blk.dense(x_p, nullptr, n0, rows, phi.data());
-          const scalar_t *f_p = phi.data();
+          blk.dense(x_p, nullptr, n0, rows, phi);
+          const scalar_t *f_p = phi;
           // narrow output (Fourier; Gaussians took the fused path), k-major: z[n, i] = sum_o g[n, o] sum_k
           // c[o, k*in + i] phi[r, k*in + i], one row at a time
           if (out < GEMM_MIN_OUT && basis.k_major()) {
@@ -371,7 +385,7 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
           // other narrow outputs: m[r, :] = sum_o g[n, o] c[o, :] by rows
           if (out < GEMM_MIN_OUT) {
             for (int64_t r = 0; r < rows; r++) {
-              scalar_t *mr = m.data() + r * KdP;
+              scalar_t *mr = m + r * KdP;
               std::fill(mr, mr + Kd, scalar_t(0));
               for (int64_t o = 0; o < out; o++) {
                 const scalar_t go = g_p[(n0 + r) * out + o], *c = cd_p + o * KdP;
@@ -384,11 +398,11 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
             small_gemm_k_reduce(g_p + n0 * out, out, rows, out, cd_p, KdP, f_p, Kd, Kd, L.in, zb, L.in);
             continue;
           } else {
-            small_gemm(g_p + n0 * out, out, rows, out, cd_p, KdP, Kd, m.data(), KdP, false);
+            small_gemm(g_p + n0 * out, out, rows, out, cd_p, KdP, Kd, m, KdP, false);
           }
           // z[n, i] = sum_k phi[r, column(i, k)] m[r, column(i, k)]
           for (int64_t r = 0; r < rows; r++)
-            reduce_columns(f_p + r * Kd, m.data() + r * KdP, L.in, L.K, basis.k_major(), z_p + (n0 + r) * L.in);
+            reduce_columns(f_p + r * Kd, m + r * KdP, L.in, L.K, basis.k_major(), z_p + (n0 + r) * L.in);
           continue;
         }
         blk.evaluate(x_p, n0, rows);
@@ -396,7 +410,7 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
         for (int64_t i = 0; i < L.in; i++) {
           const int32_t *first = blk.first.data() + i * rows;
           const scalar_t *ci = c_p + (i * KP + C) * out;
-          scalar_t *zi = zT.data() + i * rows;
+          scalar_t *zi = zT + i * rows;
           for (int64_t r = 0; r < rows; r++) zi[r] = 0;
           for (int64_t j = 0; j < C; j++) {
             const scalar_t *V = blk.V.data() + (i * C + j) * rows;
@@ -459,14 +473,15 @@ Tensor kan_coeff_grad_cpu(const Tensor &x_, const Tensor &g_, const c10::optiona
       Block<scalar_t> blk(basis, L.in, R, x.options());
       const int64_t Kd = L.in * L.K;
       // phi is small_gemm's B operand: whole vectors past its last row are read
-      std::vector<scalar_t> phi(gemm ? R * Kd + simd_width<scalar_t>() : 0, scalar_t(0)), gT(gemm ? out * R : 0);
+      scalar_t *phi = gemm ? scratch<scalar_t>(BLOCK, R * Kd + simd_width<scalar_t>()) : nullptr;
+      scalar_t *gT = gemm ? scratch<scalar_t>(TRANSPOSE, out * R) : nullptr;
       for (int64_t b = b0; b < b1; b++) {
         const int64_t n0 = b * R, rows = std::min(R, L.N - n0);
         if (gemm) {    // acc (out, in * K) += g^T phi
-          blk.dense(x_p, w_p, n0, rows, phi.data());
+          blk.dense(x_p, w_p, n0, rows, phi);
           for (int64_t r = 0; r < rows; r++)
             for (int64_t o = 0; o < out; o++) gT[o * rows + r] = g_p[(n0 + r) * out + o];
-          small_gemm(gT.data(), rows, out, rows, phi.data(), Kd, Kd, a_p, Kd, true);
+          small_gemm(gT, rows, out, rows, phi, Kd, Kd, a_p, Kd, true);
           continue;
         }
         blk.evaluate(x_p, n0, rows);

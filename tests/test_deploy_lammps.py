@@ -181,6 +181,18 @@ def test_example_nvt_runs_and_reports_timing(deployed, workdir):
     assert rows and all(np.isfinite(r["PotEng"]) for r in rows)
 
 
+def test_malloc_tuning_is_logged_and_can_be_switched_off(deployed, workdir, monkeypatch):
+    """The pair style keeps freed blocks in glibc's heap (no per-step page faults), says so in the log,
+    and leaves malloc alone with KAN_MLIP_MALLOC_TUNING=0; the thermo output is the same either way."""
+    examples = Path(__file__).resolve().parents[1] / "examples" / "lammps"
+    variables = {"model": deployed[("Ag",), "float64"][0], "steps": 10}
+    tuned = run_lammps(examples / "in.ag_nvt", variables, cwd=workdir)
+    monkeypatch.setenv("KAN_MLIP_MALLOC_TUNING", "0")
+    default = run_lammps(examples / "in.ag_nvt", variables, cwd=workdir)
+    assert "malloc keeps freed blocks" in tuned and "malloc keeps freed blocks" not in default
+    assert [r["PotEng"] for r in thermo_table(tuned)] == [r["PotEng"] for r in thermo_table(default)]
+
+
 # ---- bad input: a clear LAMMPS error, never a crash ----
 
 def _pair_coeff_input(workdir, pair_line, extra="", tag="bad"):
