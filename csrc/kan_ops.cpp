@@ -22,7 +22,6 @@
 #include <torch/library.h>
 
 #include <memory>
-#include <type_traits>
 #include <vector>
 
 namespace kan_mlip {
@@ -207,17 +206,9 @@ template <typename T> struct Block {
       return;
     }
     if (basis.dense()) {
-      auto wrap = [&](const T *p, int64_t n) { return at::from_blob(const_cast<T *>(p), {n}, opts); };
       basis.fourier_rows(
-          x + n0 * in, rows, phi, s1.data(), s2.data(), rot.data(), [&](const T *src, T *c, T *s, int64_t n) {
-            if constexpr (std::is_same_v<T, double>) {    // ours (vec_sincos.h); float32: ATen's
-              sincos_buffer(src, c, s, n);
-            } else {
-              at::Tensor co = wrap(c, n), so = wrap(s, n);
-              at::cos_out(co, wrap(src, n));
-              at::sin_out(so, wrap(src, n));
-            }
-          });
+          x + n0 * in, rows, phi, s1.data(), s2.data(), rot.data(),
+          [&](const T *src, T *c, T *s, int64_t n) { sincos_buffer(src, c, s, n); });
     } else if (cubic) {
       basis.cubic_dense_rows(x + n0 * in, rows, phi);
     } else {
