@@ -175,15 +175,14 @@ template <typename T> struct Block {
   std::vector<T> xT, V, s1, s2;    // B-splines: input-major copy of x, values, scratch
   std::vector<T> rot;              // Fourier: the angle-addition state of one row
   std::vector<int32_t> first;    // 32-bit: the gathers by it vectorise with dword indices
-  at::TensorOptions opts;
   std::unique_ptr<GaussianRows<T>> gaussian;
   bool cubic;    // uniform cubic B-splines: dense rows in closed form
 
-  Block(const Basis<T> &b, int64_t in_, int64_t R_, at::TensorOptions o)
+  Block(const Basis<T> &b, int64_t in_, int64_t R_)
       : basis(b), in(in_), K(b.K), C(b.count()), xT(b.dense() ? 0 : in_ * R_),
         V(b.dense() ? 0 : std::max<int64_t>(1, in_ * b.count() * R_)), s1((std::max(in_, b.order) + 1) * R_),
         s2(std::max(in_, b.order) * R_),
-        first(b.dense() ? 0 : in_ * R_), opts(o), cubic(b.dense_cubic())
+        first(b.dense() ? 0 : in_ * R_), cubic(b.dense_cubic())
   {
     if (b.kind == FOURIER) rot.resize(std::max(2 * in_, b.K));
     if (b.kind == GAUSSIAN) gaussian = std::make_unique<GaussianRows<T>>(b);
@@ -275,7 +274,7 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
     const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = gemm ? nullptr : cP.data_ptr<scalar_t>();
     scalar_t *y_p = y.data_ptr<scalar_t>();
     at::parallel_for(0, (L.N + R - 1) / R, 1, [&](int64_t b0, int64_t b1) {
-      Block<scalar_t> blk(basis, L.in, R, x.options());
+      Block<scalar_t> blk(basis, L.in, R);
       scalar_t *phi = gemm ? scratch<scalar_t>(BLOCK, R * Kd) : nullptr;
       for (int64_t b = b0; b < b1; b++) {
         const int64_t n0 = b * R, rows = std::min(R, L.N - n0);
@@ -349,7 +348,7 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
     const scalar_t *g_p = g.data_ptr<scalar_t>(), *cd_p = c2;
     scalar_t *z_p = z.data_ptr<scalar_t>();
     at::parallel_for(0, (L.N + R - 1) / R, 1, [&](int64_t b0, int64_t b1) {
-      Block<scalar_t> blk(basis, L.in, R, x.options());
+      Block<scalar_t> blk(basis, L.in, R);
       // k-major blocks reduce over k as they contract (narrow: k_major_axpy; wide, with whole vectors of
       // inputs: small_gemm_k_reduce); the others form m = g c first
       const bool k_reduce = gemm && basis.k_major() && (out < GEMM_MIN_OUT || L.in % simd_width<scalar_t>() == 0);
@@ -461,7 +460,7 @@ Tensor kan_coeff_grad_cpu(const Tensor &x_, const Tensor &g_, const c10::optiona
       Tensor &acc = partial[at::get_thread_num()];
       if (!acc.defined()) acc = gemm ? at::zeros({out, L.in * L.K}, x.options()) : at::zeros({L.in, KP, out}, x.options());
       scalar_t *a_p = acc.data_ptr<scalar_t>();
-      Block<scalar_t> blk(basis, L.in, R, x.options());
+      Block<scalar_t> blk(basis, L.in, R);
       const int64_t Kd = L.in * L.K;
       // phi is small_gemm's B operand: whole vectors past its last row are read
       scalar_t *phi = gemm ? scratch<scalar_t>(BLOCK, R * Kd + simd_width<scalar_t>()) : nullptr;
