@@ -14,7 +14,7 @@ def main(argv=None) -> int:
         prog="kan-bench",
         description="Benchmark pair_style allegro-kan: MLP vs KAN Allegro (same widths), LAMMPS NVT on the 71-atom "
                     "Ag vacancy cell and its replicas. Writes bench.json, bench.md (the paper's Table 4 layout), "
-                    "bench.png and the LAMMPS logs.")
+                    "bench.png and, beside them, the LAMMPS log of each counted run.")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), help=f"from {list(CONFIGS)} (default: all)")
     parser.add_argument("--basis", default="gaussian", choices=["gaussian", "bspline", "fourier"])
     parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
 
     outdir = Path(args.outdir).resolve()
     records = run(args.configs, args.replicas, args.basis, args.dtype, args.steps, args.warmup, outdir / "work",
-                  ModelSize(), repeats=args.repeats)
+                  ModelSize(), repeats=args.repeats, logdir=outdir)
     paths = write_outputs(records, outdir)
     print(markdown_table(records))
     print(f"wrote {paths['json']}, {paths['table']}, {paths['plot']}")

@@ -105,8 +105,9 @@ def git_sha() -> str:
 
 
 def run(configs: List[str], reps: List[int], basis: str, dtype: str, steps: int, warmup: int, workdir: Path,
-        size: ModelSize, repeats: int = 1, log=print) -> List[Record]:
+        size: ModelSize, repeats: int = 1, log=print, logdir: Optional[Path] = None) -> List[Record]:
     """All (config, replica) runs; a failing configuration becomes a failed record and the rest go on.
+    The LAMMPS log of each point's counted run goes to logdir (default: workdir).
 
     With repeats > 1 the runs are interleaved (round 1: every configuration, round 2: again, ...) and
     the fastest of each point counts: a slow spell of a shared machine then costs every configuration
@@ -166,7 +167,8 @@ def run(configs: List[str], reps: List[int], basis: str, dtype: str, steps: int,
         if rec.status != "ok":
             continue
         timing, rss, out, model_ms = best[(name, rep)]
-        (workdir / f"{name}_{rec.natoms}.log").write_text(out)
+        (logdir or workdir).mkdir(parents=True, exist_ok=True)
+        ((logdir or workdir) / f"{name}_{rec.natoms}.log").write_text(out)
         rec.ms_per_step = timing["ms_per_step"]
         rec.atom_steps_per_s = rec.natoms * 1e3 / timing["ms_per_step"]
         rec.peak_rss_mb = rss
