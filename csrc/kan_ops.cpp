@@ -49,8 +49,6 @@ void check_inputs(const Tensor &x, const Tensor &grid, const Tensor &aux, int64_
   TORCH_CHECK(x.dim() == 2, "kan_mlip: x must be (N, in), got ", x.sizes());
   TORCH_CHECK((kind & ~(KIND_MASK | BASE_SILU)) == 0 && (kind & KIND_MASK) <= 2,
               "kan_mlip: basis kind must be 0, 1 or 2 (+ ", BASE_SILU, " for a fused silu base), got ", kind);
-  TORCH_CHECK(!(kind & BASE_SILU) || (kind & KIND_MASK) == GAUSSIAN, "kan_mlip: the fused silu base (kind + ",
-              BASE_SILU, ") is implemented for the gaussian basis only, got kind ", kind);
   TORCH_CHECK(deriv >= 0 && order >= 0, "kan_mlip: order and deriv must be >= 0");
   TORCH_CHECK(grid.dim() == 2 ? grid.size(0) == x.size(1) : ((kind & KIND_MASK) == FOURIER && grid.dim() == 1),
               "kan_mlip: grid must be (in, L) (or (L,) for fourier), got ", grid.sizes(), " for x ", x.sizes());
@@ -235,6 +233,44 @@ template <typename T> struct Block {
   }
 };
 
+// ---- the silu base of B-spline and Fourier layers (kind + BASE_SILU) ----
+// Gaussian blocks evaluate silu as one more function per input, in the same pass (gaussian_rows.h). The
+// B-spline and Fourier paths keep their own layouts; their base function is the dense term
+//   S[n, i] = w[n, i] silu^(d)(x[n, i]),   y += S Wb^T,   z += silu^(d)(x) (g Wb),   G[:, :, K-1] = g^T S
+// with Wb = coeff[:, :, K-1], contracted by BLAS inside the same op.
+bool separate_base(int64_t kind) { return (kind & BASE_SILU) && (kind & KIND_MASK) != GAUSSIAN; }
+
+Tensor silu_values(const Tensor &x, const Tensor &grid, const Tensor &aux, int64_t kind, int64_t order, int64_t deriv,
+                   const Tensor &w)
+{
+  Tensor s = at::empty_like(x);
+  const Layout L = layout(x, grid, aux, kind, order);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kan_silu", [&] {
+    const Basis<scalar_t> basis = make_basis<scalar_t>(L, grid, aux, kind, order, deriv);
+    const scalar_t *x_p = x.data_ptr<scalar_t>();
+    scalar_t *s_p = s.data_ptr<scalar_t>();
+    auto fill = [&](auto d) {
+      at::parallel_for(0, x.numel(), 4096, [&](int64_t a, int64_t b) {
+        for (int64_t e = a; e < b; e++) s_p[e] = basis.template silu<decltype(d)::value>(x_p[e]);
+      });
+    };
+    switch (deriv) {
+      case 0: fill(std::integral_constant<int, 0>()); break;
+      case 1: fill(std::integral_constant<int, 1>()); break;
+      case 2: fill(std::integral_constant<int, 2>()); break;
+      default: fill(std::integral_constant<int, -1>());
+    }
+  });
+  return w.defined() ? s * w : s;
+}
+
+Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::optional<Tensor> &w_, const Tensor &grid_,
+                       const Tensor &aux_, int64_t kind, int64_t order, int64_t deriv);
+Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &g_, const Tensor &grid_,
+                          const Tensor &aux_, int64_t kind, int64_t order, int64_t deriv);
+Tensor kan_coeff_grad_cpu(const Tensor &x_, const Tensor &g_, const c10::optional<Tensor> &w_, const Tensor &grid_,
+                          const Tensor &aux_, int64_t kind, int64_t order, int64_t deriv);
+
 Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::optional<Tensor> &w_, const Tensor &grid_,
                        const Tensor &aux_, int64_t kind, int64_t order, int64_t deriv)
 {
@@ -245,8 +281,13 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
               "kan_mlip::kan_forward: coeff must be (out, ", L.in, ", ", L.K, "), got ", coeff_.sizes());
   TORCH_CHECK(L.K <= MAX_COUNT, "kan_mlip: at most ", MAX_COUNT, " basis functions per input, got ", L.K);
   const int64_t out = coeff_.size(0);
-  const bool gemm = use_gemm(kind, out);
   const Tensor w = w_.has_value() && w_->defined() ? w_->contiguous() : Tensor();
+  if (separate_base(kind)) {
+    const Tensor c = coeff_.detach();
+    Tensor y = kan_forward_cpu(x, c.narrow(2, 0, L.K - 1).contiguous(), w_, grid, aux, kind & ~BASE_SILU, order, deriv);
+    return y.addmm_(silu_values(x, grid, aux, kind, order, deriv, w), c.select(2, L.K - 1).t());
+  }
+  const bool gemm = use_gemm(kind, out);
   Tensor y = at::zeros({L.N, out}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kan_forward", [&] {
     const Basis<scalar_t> basis = make_basis<scalar_t>(L, grid, aux, kind, order, deriv);
@@ -324,8 +365,13 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
   const int64_t out = coeff_.size(0);
   TORCH_CHECK(g_.dim() == 2 && g_.size(0) == L.N && g_.size(1) == out, "kan_mlip::kan_input_grad: grad_out must be (",
               L.N, ", ", out, "), got ", g_.sizes());
-  const bool gemm = use_gemm(kind, out);
   const Tensor g = g_.detach().contiguous();    // BLAS out= calls below: no autograd in kernels
+  if (separate_base(kind)) {
+    const Tensor c = coeff_.detach();
+    Tensor z = kan_input_grad_cpu(x, c.narrow(2, 0, L.K - 1).contiguous(), g, grid, aux, kind & ~BASE_SILU, order, deriv);
+    return z.add_(silu_values(x, grid, aux, kind, order, deriv, Tensor()) * at::mm(g, c.select(2, L.K - 1)));
+  }
+  const bool gemm = use_gemm(kind, out);
   Tensor z = at::empty({L.N, L.in}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kan_input_grad", [&] {
     const Basis<scalar_t> basis = make_basis<scalar_t>(L, grid, aux, kind, order, deriv);
@@ -434,9 +480,14 @@ Tensor kan_coeff_grad_cpu(const Tensor &x_, const Tensor &g_, const c10::optiona
               ", out), got ", g_.sizes());
   TORCH_CHECK(L.K <= MAX_COUNT, "kan_mlip: at most ", MAX_COUNT, " basis functions per input, got ", L.K);
   const int64_t out = g_.size(1);
-  const bool gemm = use_gemm(kind, out);
   const Tensor g = g_.detach().contiguous();    // BLAS out= calls below: no autograd in kernels
   const Tensor w = w_.has_value() && w_->defined() ? w_->contiguous() : Tensor();
+  if (separate_base(kind)) {
+    const Tensor spline = kan_coeff_grad_cpu(x, g, w_, grid, aux, kind & ~BASE_SILU, order, deriv);
+    const Tensor base = at::mm(g.t(), silu_values(x, grid, aux, kind, order, deriv, w));
+    return at::cat({spline, base.unsqueeze(2)}, 2);
+  }
+  const bool gemm = use_gemm(kind, out);
   std::vector<Tensor> partial(at::get_num_threads());    // one sum per thread: (out, in*K), or padded (in, KP, out)
   int64_t C = 0;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kan_coeff_grad", [&] {

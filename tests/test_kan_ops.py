@@ -72,13 +72,15 @@ def test_gradcheck_and_gradgradcheck_of_every_primitive(basis):
             assert torch.autograd.gradgradcheck(fn, args)
 
 
+@pytest.mark.parametrize("basis", BASES)
 @pytest.mark.parametrize("out", [2, 9])  # narrow (fused end to end) / wide (block + GEMM) paths
-def test_fused_silu_base_values_and_derivatives_to_fourth_order(out):
-    """kind + BASE_SILU: silu(x) is function K, contracted with the Gaussians (the layer's base branch)."""
+def test_fused_silu_base_values_and_derivatives_to_fourth_order(basis, out):
+    """kind + BASE_SILU: silu(x) is function K, contracted in the same op as the basis (the layer's base
+    branch): in the Gaussian pass, as a dense term beside the B-spline and Fourier paths."""
     torch.manual_seed(3)
-    layer = KANLinear(3, out, basis="gaussian", fused=True).double()
+    layer = KANLinear(3, out, basis=basis, fused=True).double()
     grid, aux, ops = layer.basis.grid, layer.basis.aux, torch.ops.kan_mlip
-    kind, K = BASIS_KIND["gaussian"] + BASE_SILU, layer.num_basis + 1
+    kind, K, order = BASIS_KIND[basis] + BASE_SILU, layer.num_basis + 1, layer.spline_order
     x = (torch.randn(6, 3, dtype=torch.float64) * 3).requires_grad_(True)
     # only the base column: y = silu(x) @ W^T, and its derivatives by autograd through torch's silu
     c = torch.zeros(out, 3, K, dtype=torch.float64)
@@ -87,8 +89,8 @@ def test_fused_silu_base_values_and_derivatives_to_fourth_order(out):
     f = lambda x: torch.nn.functional.silu(x)
     for d in range(4):
         expected = f(x) @ c[:, :, -1].t()
-        torch.testing.assert_close(ops.kan_forward(x, c, None, grid, aux, kind, 0, d), expected, rtol=1e-12, atol=1e-12)
-        torch.testing.assert_close(ops.kan_input_grad(x, c, g, grid, aux, kind, 0, d), f(x) * (g @ c[:, :, -1]),
+        torch.testing.assert_close(ops.kan_forward(x, c, None, grid, aux, kind, order, d), expected, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(ops.kan_input_grad(x, c, g, grid, aux, kind, order, d), f(x) * (g @ c[:, :, -1]),
                                    rtol=1e-12, atol=1e-12)
         f = lambda x, f=f: torch.autograd.grad(f(x).sum(), x, create_graph=True)[0]
     cr = torch.randn(out, 3, K, dtype=torch.float64, requires_grad=True)
@@ -96,9 +98,9 @@ def test_fused_silu_base_values_and_derivatives_to_fourth_order(out):
     gr = g.clone().requires_grad_(True)
     for d in (0, 2):
         for fn, args in [
-            (lambda x, c, w: ops.kan_forward(x, c, w, grid, aux, kind, 0, d), (x, cr, w)),
-            (lambda x, c, g: ops.kan_input_grad(x, c, g, grid, aux, kind, 0, d), (x, cr, gr)),
-            (lambda x, g, w: ops.kan_coeff_grad(x, g, w, grid, aux, kind, 0, d), (x, gr, w)),
+            (lambda x, c, w: ops.kan_forward(x, c, w, grid, aux, kind, order, d), (x, cr, w)),
+            (lambda x, c, g: ops.kan_input_grad(x, c, g, grid, aux, kind, order, d), (x, cr, gr)),
+            (lambda x, g, w: ops.kan_coeff_grad(x, g, w, grid, aux, kind, order, d), (x, gr, w)),
         ]:
             assert torch.autograd.gradcheck(fn, args)
             assert torch.autograd.gradgradcheck(fn, args)
@@ -165,8 +167,8 @@ def test_bad_op_arguments_raise_not_crash():
         ops.kan_forward(x, torch.randn(2, 3, 5, dtype=torch.float64), None, grid, torch.ones(3, 1, dtype=torch.float64), 1, 0, 0)
     with pytest.raises(RuntimeError, match="basis kind"):
         ops.kan_forward(x, torch.randn(2, 3, 8, dtype=torch.float64), None, grid, torch.zeros(0), 7, 0, 0)
-    with pytest.raises(RuntimeError, match="gaussian basis only"):
-        ops.kan_forward(x, torch.randn(2, 3, 5, dtype=torch.float64), None, grid, torch.zeros(0, dtype=torch.float64), 8, 3, 0)
+    with pytest.raises(RuntimeError, match=r"coeff must be \(out, 3, 5\)"):  # cubic B-splines on 8 knots + silu base
+        ops.kan_forward(x, torch.randn(2, 3, 4, dtype=torch.float64), None, grid, torch.zeros(0, dtype=torch.float64), 8, 3, 0)
     with pytest.raises(RuntimeError, match="inverse widths"):
         ops.kan_forward(x, torch.randn(2, 3, 8, dtype=torch.float64), None, grid, torch.zeros(0, dtype=torch.float64), 1, 0, 0)
     with pytest.raises(RuntimeError, match="grid"):

@@ -140,9 +140,9 @@ class KANLinear(torch.nn.Module):
         else:
             self.base_weight = torch.nn.Parameter(torch.empty(self.out_features, self.in_features).uniform_(-bound, bound))
         # unit-variance basis sums: Var(sum_k c_k B_k) ~ scale^2 / in_features
-        # the ops contract a silu base branch with the Gaussians in one pass (it acts on x, so not
-        # after a LayerNorm, which only the basis sees)
-        self.fused_base = bool(self.fused and basis == "gaussian" and base_activation == "silu" and not layer_norm)
+        # the ops contract a silu base branch in the same op as the basis (it acts on x, so not after a
+        # LayerNorm, which only the basis sees)
+        self.fused_base = bool(self.fused and base_activation == "silu" and not layer_norm)
         if scale_spline is None:
             scale_spline = DEFAULT_SCALE_SPLINE[basis]
         fan_in = self.in_features

@@ -13,7 +13,7 @@ import torch
 LIBRARY = Path(__file__).resolve().parents[1] / "lib" / "libkan_mlip_ops.so"
 BASIS_KIND = {"bspline": 0, "gaussian": 1, "fourier": 2}
 # added to the kind: the ops append silu(x) as one more function per input (the base branch), so
-# its weights are contracted in the same pass (csrc/kan_basis.h; gaussian only)
+# its weights are contracted in the same op (csrc/kan_basis.h)
 BASE_SILU = 8
 _loaded: Optional[bool] = None  # None: not tried yet
 
