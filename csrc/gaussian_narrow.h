@@ -2,9 +2,9 @@
 // end to end: no basis block, no BLAS. A wide output amortises a dense basis block over a GEMM; a
 // narrow one does not, and then writing the block costs more than the arithmetic on it.
 //
-// Per row n, for each basis function k, the values phi^(d)_k(x[n, i]) of all inputs go into one short
-// buffer ev[i]; the parameters are transposed so that i is contiguous (centres cT[k, i], coefficients
-// cT[o, k, i]), so every loop over i is vertical SIMD with the exp inlined (Basis::gaussian).
+// Per row n, the values phi^(d)_k(x[n, i]) of all inputs and functions go into one short k-major buffer
+// ev[k * in + i] (GaussianRows, in SIMD registers); the coefficients are transposed to the same order
+// (cT[o, k, i]), so every contraction is a vertical SIMD loop over k * in.
 //   forward     y[n, o]    = sum_i sum_k c[o, i, k] w[n, i] phi_k(x[n, i])
 //   input grad  z[n, i]    = sum_k phi_k(x[n, i]) sum_o g[n, o] c[o, i, k]
 //   coeff grad  G[o, i, k] = sum_n g[n, o] w[n, i] phi_k(x[n, i])
@@ -22,33 +22,17 @@ namespace kan_mlip {
 template <typename T> struct GaussianNarrow {
   const Basis<T> &basis;
   int64_t in, K, out;
-  std::vector<T> centres, inv_width, coeff;    // (K, in), (in), (out, K, in)
-  GaussianRows<T> rows;                        // all K values of a row at once
+  std::vector<T> coeff;    // (out, K, in)
+  GaussianRows<T> rows;     // all K values of a row at once
 
   // c: coefficients (out, in, K) contiguous, or nullptr (coefficient gradient)
   GaussianNarrow(const Basis<T> &b, const T *c, int64_t out_)
-      : basis(b), in(b.in), K(b.K), out(out_), centres(b.K * b.in), inv_width(b.in), coeff(c ? out_ * b.K * b.in : 0), rows(b)
+      : basis(b), in(b.in), K(b.K), out(out_), coeff(c ? out_ * b.K * b.in : 0), rows(b)
   {
-    for (int64_t i = 0; i < in; i++) {
-      inv_width[i] = b.aux[i * b.aux_stride];
-      for (int64_t k = 0; k < K - b.base; k++) centres[k * in + i] = b.grid[i * b.grid_stride + k];
-    }
     if (c)
       for (int64_t o = 0; o < out; o++)
         for (int64_t i = 0; i < in; i++)
           for (int64_t k = 0; k < K; k++) coeff[(o * K + k) * in + i] = c[(o * in + i) * K + k];
-  }
-
-  // ev[i] = w[i] phi^(D)_k(x[i]) for one row (w may be nullptr); the last k is silu with BASE_SILU
-  template <int D> void values(const T *x, const T *w, int64_t k, T *ev) const
-  {
-    const T *c = centres.data() + k * in;
-    if (basis.base && k == K - 1)
-      for (int64_t i = 0; i < in; i++) ev[i] = basis.template silu<D>(x[i]);
-    else
-      for (int64_t i = 0; i < in; i++) ev[i] = basis.template gaussian<D>(x[i], c[i], inv_width[i]);
-    if (w)
-      for (int64_t i = 0; i < in; i++) ev[i] *= w[i];
   }
 
   // rows [n0, n1): y (N, out)

@@ -10,7 +10,7 @@
 //   phi_{k-1} = phi_k D_k,  D_k = e^{-2 z_k delta - delta^2}, D_{k-1} = D_k e^{-2 delta^2}
 // Starting at the middle centre m, three exps per input (phi_m, U_m, D_m) give all Kb values; rounding
 // grows by about an ulp per step, at most Kb / 2 steps. Derivatives are phi_k times a polynomial in
-// z_k (Basis::gaussian_factor). The recurrence needs phi_m to be a normal number and the ratios to stay
+// z_k (factor()). The recurrence needs phi_m to be a normal number and the ratios to stay
 // finite: rows with some |z_m| beyond band() (inputs far outside the grid) take one exp per value.
 //
 // Nearly uniform centres, e.g. a float32 linspace cast to float64 (off by ~1e-8), run the recurrence on
@@ -138,7 +138,7 @@ template <typename T> struct GaussianRows {
     a ? with_b(integral_constant<bool, true>()) : with_b(integral_constant<bool, false>());
   }
 
-  // phi^(D) / phi at z (Basis::gaussian_factor, on vectors)
+  // phi^(D) / phi at z: -2 s z, s^2 (4 z^2 - 2), or (-s)^d H_d(z) (Hermite recurrence, d = deriv)
   template <int D> inline __attribute__((always_inline)) V factor(V z, V s) const
   {
     if (D == 1) return T(-2) * s * z;
@@ -173,8 +173,8 @@ template <typename T> struct GaussianRows {
     const T tiny = exp_bounded(Basis<T>::flush_arg());    // the direct path's flush threshold
     const V s = S::load(inv_width.data() + i0), d = S::load(delta.data() + i0), dc = S::load(decay.data() + i0);
     const V z = (xv - S::load(uniform_centres.data() + m * inP + i0)) * s;
-    const V em = exp_bounded_vec<T>(-z * z);
-    V u = exp_bounded_vec<T>(T(2) * z * d - d * d), dn = exp_bounded_vec<T>(T(-2) * z * d - d * d);
+    const V em = exp_bounded(-z * z);
+    V u = exp_bounded(T(2) * z * d - d * d), dn = exp_bounded(T(-2) * z * d - d * d);
     // near-uniform centres: value k times e^a (header), applied to what is stored, not to the running value
     auto corrected_value = [&](int64_t k, V p) {
       if (!CORRECTED) return p;
@@ -210,7 +210,7 @@ template <typename T> struct GaussianRows {
     for (int64_t k = 0; k < Kb; k++) {
       const V z = (xv - S::load(centres.data() + k * inP + i0)) * s, t = -z * z;
       const auto keep = t > flush;
-      V e = exp_bounded_vec<T>(keep ? t : S::broadcast(flush));
+      V e = exp_bounded(keep ? t : S::broadcast(flush));
       e = keep ? e : V{};
       if (weighted) e *= wv;
       S::store_partial(ev + k * in + i0, D == 0 ? e : e * factor<D>(z, s), n);
@@ -227,7 +227,7 @@ template <typename T> struct GaussianRows {
     const T flush = Basis<T>::flush_arg();
     V t = xv < T(0) ? xv : -xv;    // -|x|
     const auto keep = t > flush;
-    V e = exp_bounded_vec<T>(keep ? t : S::broadcast(flush));
+    V e = exp_bounded(keep ? t : S::broadcast(flush));
     e = keep ? e : V{};
     const V sg = (xv >= T(0) ? S::broadcast(T(1)) : e) / (T(1) + e);
     V v = D == 0 ? xv * sg : D == 1 ? sg * (T(1) + xv * (T(1) - sg)) : sg * (T(1) - sg) * (T(2) + xv * (T(1) - T(2) * sg));

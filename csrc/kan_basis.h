@@ -5,8 +5,8 @@
 //              triangular scheme (The NURBS Book, A2.2) at degree order - d, raised to the d-th
 //              derivative by B'_{j,p} = p (B_{j,p-1}/(t_{j+p}-t_j) - B_{j+1,p-1}/(t_{j+p+1}-t_{j+1})).
 //   gaussian : exp(-z^2), z = (x - c_k) s;  d^d/dx^d = (-s)^d H_d(z) exp(-z^2)  (Hermite H_d).
-//              An inlined vectorisable exp (vec_exp.h), or a product recurrence on uniform centres
-//              (gaussian_rows.h); values below exp(flush_arg()) are 0.
+//              Evaluated a row at a time in SIMD (gaussian_rows.h): a product recurrence on uniform
+//              centres, else one exp per value; values below exp(flush_arg()) are 0.
 //   fourier  : [cos(f x), sin(f x)] over frequencies f;  d-th derivative = f^d (cos|sin)(f x + d pi/2).
 //              Frequencies 1..K/2 (the default): two trig calls per input and angle addition.
 #pragma once
@@ -312,33 +312,6 @@ template <typename T> struct Basis {
 
   // every (n, i) has all K functions: gaussian and fourier (B-splines have order + 1 nonzero ones)
   bool dense() const { return kind != BSPLINE; }
-
-  // phi^(D)_k(x) for one Gaussian, z = (x - c) s: e^{-z^2}, -2 s z e^{-z^2}, s^2 (4 z^2 - 2) e^{-z^2}, or
-  // (-s)^d H_d(z) e^{-z^2} for D < 0 (d = deriv, Hermite recurrence). Arguments below flush_arg() give
-  // exact zeros: subnormal values made the GEMM after the basis several times slower (measured 2-3x
-  // at inputs a few grid widths out). Straight-line code, so loops over it vectorise.
-  template <int D> inline __attribute__((always_inline)) T gaussian(T x, T c, T s) const
-  {
-    const T z = (x - c) * s, t = std::max(-z * z, flush_arg());
-    const T e = t > flush_arg() ? exp_bounded(t) : T(0);
-    return D == 0 ? e : gaussian_factor<D>(z, s) * e;
-  }
-
-  // phi^(D) / phi for a Gaussian at z = (x - c) s: -2 s z, s^2 (4 z^2 - 2), or (-s)^d H_d(z)
-  template <int D> inline __attribute__((always_inline)) T gaussian_factor(T z, T s) const
-  {
-    if (D == 0) return T(1);
-    if (D == 1) return T(-2) * s * z;
-    if (D == 2) return s * s * (T(4) * z * z - T(2));
-    T h_prev = T(1), hd = T(2) * z, scale = -s;    // Hermite H_0, H_1
-    for (int64_t m = 1; m < deriv; m++) {
-      const T h_next = T(2) * z * hd - T(2 * m) * h_prev;
-      h_prev = hd;
-      hd = h_next;
-      scale *= -s;
-    }
-    return scale * hd;
-  }
 
   // d-th derivative of silu(x) = x s, s = sigmoid(x): s (1 + x (1 - s)), s (1 - s) (2 + x (1 - 2 s)), or in
   // general x sigmoid^(d) + d sigmoid^(d-1) (D < 0). sigmoid from e^{-|x|}: no overflow either side.

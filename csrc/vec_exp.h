@@ -12,6 +12,8 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
+#include <utility>
 
 #include "simd.h"
 
@@ -41,56 +43,39 @@ template <> struct ExpConsts<float> {
   static constexpr float inv_factorial[8] = {1.0f, 1.0f, 1.0f / 2, 1.0f / 6, 1.0f / 24, 1.0f / 120, 1.0f / 720, 1.0f / 5040};
 };
 
+// Scalar T or a SIMD vector of T (simd.h): the element type, and the integer type of the same shape
+template <typename V, bool = std::is_arithmetic_v<V>> struct ExpTypes {
+  using T = V;
+  using Int = typename ExpConsts<T>::Int;
+};
+template <typename V> struct ExpTypes<V, false> {
+  using T = std::remove_cv_t<std::remove_reference_t<decltype(std::declval<V>()[0])>>;
+  typedef typename ExpConsts<T>::Int Int __attribute__((vector_size(sizeof(V))));
+};
+
 // Horner on the Taylor coefficients 1/j!, one multiply-add per degree, unrolled at compile time: a loop
 // left inside would keep a caller's loop with several exps from vectorising
-template <typename T, int J> inline __attribute__((always_inline)) T exp_taylor(T r)
+template <int J, typename V> inline __attribute__((always_inline)) V exp_taylor(V r)
 {
-  using E = ExpConsts<T>;
-  if constexpr (J == E::degree)
-    return T(E::inv_factorial[J]);
-  else
-    return exp_taylor<T, J + 1>(r) * r + T(E::inv_factorial[J]);
-}
-
-template <typename T> inline __attribute__((always_inline)) T exp_bounded(T t)
-{
-  using E = ExpConsts<T>;
-  using Int = typename E::Int;
-  const T shifted = t * E::log2e + E::shifter;    // n sits in the low mantissa bits
-  const T n = shifted - E::shifter;
-  T r = t - n * E::ln2_hi;
-  r = r - n * E::ln2_lo;
-  const T p = exp_taylor<T, 0>(r);
-  Int bits;
-  std::memcpy(&bits, &shifted, sizeof(T));
-  bits = (bits + E::bias) << E::mantissa_bits;    // high bits of the shifter overflow away
-  T scale;
-  std::memcpy(&scale, &bits, sizeof(T));
-  return p * scale;
-}
-
-// The same on a SIMD vector V of T (simd.h), for loops written with explicit vectors
-template <typename T, int J, typename V> inline __attribute__((always_inline)) V exp_taylor_vec(V r)
-{
-  using E = ExpConsts<T>;
+  using E = ExpConsts<typename ExpTypes<V>::T>;
   if constexpr (J == E::degree)
     return V{} + E::inv_factorial[J];
   else
-    return exp_taylor_vec<T, J + 1>(r) * r + E::inv_factorial[J];
+    return exp_taylor<J + 1>(r) * r + E::inv_factorial[J];
 }
 
-template <typename T, typename V> inline __attribute__((always_inline)) V exp_bounded_vec(V t)
+// on a scalar, or element-wise on a SIMD vector (for loops written with explicit vectors)
+template <typename V> inline __attribute__((always_inline)) V exp_bounded(V t)
 {
-  using E = ExpConsts<T>;
-  typedef typename E::Int IV __attribute__((vector_size(sizeof(V))));
-  const V shifted = t * E::log2e + E::shifter;
+  using E = ExpConsts<typename ExpTypes<V>::T>;
+  typename ExpTypes<V>::Int bits;
+  const V shifted = t * E::log2e + E::shifter;    // n sits in the low mantissa bits
   const V n = shifted - E::shifter;
   V r = t - n * E::ln2_hi;
   r = r - n * E::ln2_lo;
-  const V p = exp_taylor_vec<T, 0>(r);
-  IV bits;
+  const V p = exp_taylor<0>(r);
   std::memcpy(&bits, &shifted, sizeof(V));
-  bits = (bits + E::bias) << E::mantissa_bits;
+  bits = (bits + E::bias) << E::mantissa_bits;    // high bits of the shifter overflow away
   V scale;
   std::memcpy(&scale, &bits, sizeof(V));
   return p * scale;
