@@ -144,16 +144,15 @@ __attribute__((noinline)) void gather_axpy(const T *__restrict V, const T *__res
 }
 
 // z[i] = sum_k f[column(i, k)] m[column(i, k)] for one row of the input gradient: columns k * in + i
-// (Gaussian, SIMD over i) or i * K + k (Fourier). Its own function, as gather_axpy, so that it is
-// known to vectorise.
+// (k-major: k_major_axpy, SIMD over i) or i * K + k (B-splines). Its own function, as gather_axpy, so
+// that it is known to vectorise.
 template <typename T>
 __attribute__((noinline)) void reduce_columns(const T *__restrict f, const T *__restrict m, int64_t in, int64_t K,
                                               bool k_major, T *__restrict z)
 {
   if (k_major) {
-    for (int64_t i = 0; i < in; i++) z[i] = T(0);
-    for (int64_t k = 0; k < K; k++)
-      for (int64_t i = 0; i < in; i++) z[i] += f[k * in + i] * m[k * in + i];
+    std::fill(z, z + in, T(0));
+    k_major_axpy(T(1), m, f, in, K, z);
     return;
   }
   for (int64_t i = 0; i < in; i++) {
@@ -270,13 +269,6 @@ Tensor silu_values(const Tensor &x, const Tensor &grid, const Tensor &aux, int64
   });
   return w.defined() ? s * w : s;
 }
-
-Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::optional<Tensor> &w_, const Tensor &grid_,
-                       const Tensor &aux_, int64_t kind, int64_t order, int64_t deriv);
-Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &g_, const Tensor &grid_,
-                          const Tensor &aux_, int64_t kind, int64_t order, int64_t deriv);
-Tensor kan_coeff_grad_cpu(const Tensor &x_, const Tensor &g_, const c10::optional<Tensor> &w_, const Tensor &grid_,
-                          const Tensor &aux_, int64_t kind, int64_t order, int64_t deriv);
 
 Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::optional<Tensor> &w_, const Tensor &grid_,
                        const Tensor &aux_, int64_t kind, int64_t order, int64_t deriv)
@@ -403,7 +395,8 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
     at::parallel_for(0, (L.N + R - 1) / R, 1, [&](int64_t b0, int64_t b1) {
       Block<scalar_t> blk(basis, L.in, R);
       // k-major blocks reduce over k as they contract (narrow: k_major_axpy; wide, with whole vectors of
-      // inputs: small_gemm_k_reduce); the others form m = g c first
+      // inputs: small_gemm_k_reduce); the others form m = g c first. A narrow GEMM-path output is Fourier
+      // (Gaussians took the fused path, B-splines the sparse one), so k-major.
       const bool k_reduce = gemm && basis.k_major() && (out < GEMM_MIN_OUT || L.in % simd_width<scalar_t>() == 0);
       scalar_t *phi = gemm ? scratch<scalar_t>(BLOCK, R * Kd) : nullptr;
       scalar_t *m = gemm && !k_reduce ? scratch<scalar_t>(PRODUCT, R * KdP) : nullptr;
@@ -411,12 +404,11 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
       for (int64_t b = b0; b < b1; b++) {
         const int64_t n0 = b * R, rows = std::min(R, L.N - n0);
         if (gemm) {
-          // m[r, i*K + k] = sum_o g[n, o] c[o, i, k], then z[n, i] = sum_k phi[r, i*K + k] m[r, i*K + k]
+          // z[n, i] = sum_k phi[r, column(i, k)] sum_o g[n, o] c[o, column(i, k)]
           blk.dense(x_p, nullptr, n0, rows, phi);
           const scalar_t *f_p = phi;
-          // narrow output (Fourier; Gaussians took the fused path), k-major: z[n, i] = sum_o g[n, o] sum_k
-          // c[o, k*in + i] phi[r, k*in + i], one row at a time
-          if (out < GEMM_MIN_OUT && basis.k_major()) {
+          // narrow output: z[n, i] = sum_o g[n, o] sum_k c[o, k*in + i] phi[r, k*in + i], one row at a time
+          if (out < GEMM_MIN_OUT) {
             for (int64_t r = 0; r < rows; r++) {
               scalar_t *zr = z_p + (n0 + r) * L.in;
               std::fill(zr, zr + L.in, scalar_t(0));
@@ -425,25 +417,14 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
             }
             continue;
           }
-          // other narrow outputs: m[r, :] = sum_o g[n, o] c[o, :] by rows
-          if (out < GEMM_MIN_OUT) {
-            for (int64_t r = 0; r < rows; r++) {
-              scalar_t *mr = m + r * KdP;
-              std::fill(mr, mr + Kd, scalar_t(0));
-              for (int64_t o = 0; o < out; o++) {
-                const scalar_t go = g_p[(n0 + r) * out + o], *c = cd_p + o * KdP;
-                for (int64_t e = 0; e < Kd; e++) mr[e] += go * c[e];
-              }
-            }
-          } else if (k_reduce) {    // wide
+          if (k_reduce) {    // wide
             scalar_t *zb = z_p + n0 * L.in;
             std::fill(zb, zb + rows * L.in, scalar_t(0));
             small_gemm_k_reduce(g_p + n0 * out, out, rows, out, cd_p, KdP, f_p, Kd, Kd, L.in, zb, L.in);
             continue;
-          } else {
-            small_gemm(g_p + n0 * out, out, rows, out, cd_p, KdP, Kd, m, KdP, false);
           }
-          // z[n, i] = sum_k phi[r, column(i, k)] m[r, column(i, k)]
+          // the others: m[r, col] = sum_o g[n, o] c[o, col] first
+          small_gemm(g_p + n0 * out, out, rows, out, cd_p, KdP, Kd, m, KdP, false);
           for (int64_t r = 0; r < rows; r++)
             reduce_columns(f_p + r * Kd, m + r * KdP, L.in, L.K, basis.k_major(), z_p + (n0 + r) * L.in);
           continue;
