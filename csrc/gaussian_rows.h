@@ -101,7 +101,7 @@ template <typename T> struct GaussianRows {
         });
       else
         direct<D>(xv, w != nullptr, wv, i0, n, ev);
-      if (basis.base) base<D>(x, xv, w, wv, i0, n, ev + Kb * in);
+      if (basis.base) base<D>(xv, w != nullptr, wv, i0, n, ev + Kb * in);
     }
   }
 
@@ -202,36 +202,23 @@ template <typename T> struct GaussianRows {
   }
 
   // one exp per value (inputs far outside the grid, or centres that are not uniform); below the flush
-  // threshold exact zeros, as Basis::gaussian
+  // threshold exact zeros (Basis::flushed_exp)
   template <int D> void direct(V xv, bool weighted, V wv, int64_t i0, int64_t n, T *ev) const
   {
     const V s = S::load(inv_width.data() + i0);
-    const T flush = Basis<T>::flush_arg();
     for (int64_t k = 0; k < Kb; k++) {
-      const V z = (xv - S::load(centres.data() + k * inP + i0)) * s, t = -z * z;
-      const auto keep = t > flush;
-      V e = exp_bounded(keep ? t : S::broadcast(flush));
-      e = keep ? e : V{};
+      const V z = (xv - S::load(centres.data() + k * inP + i0)) * s;
+      V e = Basis<T>::flushed_exp(-z * z);
       if (weighted) e *= wv;
       S::store_partial(ev + k * in + i0, D == 0 ? e : e * factor<D>(z, s), n);
     }
   }
 
-  // the base function silu^(D)(x) (Basis::silu on vectors; higher derivatives through it, lane by lane)
-  template <int D> void base(const T *x, V xv, const T *w, V wv, int64_t i0, int64_t n, T *eb) const
+  // the base function silu^(D)(x) (Basis::silu, on the chunk's vector)
+  template <int D> void base(V xv, bool weighted, V wv, int64_t i0, int64_t n, T *eb) const
   {
-    if (D < 0) {
-      for (int64_t j = 0; j < n; j++) eb[i0 + j] = basis.template silu<D>(x[i0 + j]) * (w ? w[i0 + j] : T(1));
-      return;
-    }
-    const T flush = Basis<T>::flush_arg();
-    V t = xv < T(0) ? xv : -xv;    // -|x|
-    const auto keep = t > flush;
-    V e = exp_bounded(keep ? t : S::broadcast(flush));
-    e = keep ? e : V{};
-    const V sg = (xv >= T(0) ? S::broadcast(T(1)) : e) / (T(1) + e);
-    V v = D == 0 ? xv * sg : D == 1 ? sg * (T(1) + xv * (T(1) - sg)) : sg * (T(1) - sg) * (T(2) + xv * (T(1) - T(2) * sg));
-    if (w) v *= wv;
+    V v = basis.template silu<D>(xv);
+    if (weighted) v *= wv;
     S::store_partial(eb + i0, v, n);
   }
 };

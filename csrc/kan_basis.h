@@ -313,18 +313,26 @@ template <typename T> struct Basis {
   // every (n, i) has all K functions: gaussian and fourier (B-splines have order + 1 nonzero ones)
   bool dense() const { return kind != BSPLINE; }
 
+  // e^t, or exactly 0 for t at or below flush_arg() (and for NaN t); on a scalar or a SIMD vector
+  template <typename V> static inline __attribute__((always_inline)) V flushed_exp(V t)
+  {
+    const auto keep = t > flush_arg();
+    const V e = exp_bounded(keep ? t : V{} + flush_arg());    // an argument exp_bounded is valid for
+    return keep ? e : V{};
+  }
+
   // d-th derivative of silu(x) = x s, s = sigmoid(x): s (1 + x (1 - s)), s (1 - s) (2 + x (1 - 2 s)), or in
   // general x sigmoid^(d) + d sigmoid^(d-1) (D < 0). sigmoid from e^{-|x|}: no overflow either side.
-  template <int D> inline __attribute__((always_inline)) T silu(T x) const
+  // On a scalar or a SIMD vector (straight-line code: loops over it vectorise too).
+  template <int D, typename V> inline __attribute__((always_inline)) V silu(V x) const
   {
-    const T t = std::max(-std::abs(x), flush_arg());
-    const T e = t > flush_arg() ? exp_bounded(t) : T(0);
-    const T s = (x >= T(0) ? T(1) : e) / (T(1) + e);
+    const V e = flushed_exp(x < T(0) ? x : -x);    // e^{-|x|}
+    const V s = (x >= T(0) ? V{} + T(1) : e) / (T(1) + e);
     if (D == 0) return x * s;
     if (D == 1) return s * (T(1) + x * (T(1) - s));
     if (D == 2) return s * (T(1) - s) * (T(2) + x * (T(1) - T(2) * s));
     auto poly = [s](const std::vector<T> &c) {
-      T v = T(0);
+      V v{};
       for (size_t j = c.size(); j-- > 0;) v = v * s + c[j];
       return v;
     };
