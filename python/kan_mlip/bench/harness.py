@@ -116,6 +116,8 @@ def run(configs: List[str], reps: List[int], basis: str, dtype: str, steps: int,
     from kan_mlip.models.io import build_model, save_model
 
     workdir.mkdir(parents=True, exist_ok=True)
+    logdir = logdir or workdir
+    logdir.mkdir(parents=True, exist_ok=True)
     sha = git_sha()
     records: Dict[tuple, Record] = {}
     pairs: Dict[str, Path] = {}
@@ -137,7 +139,8 @@ def run(configs: List[str], reps: List[int], basis: str, dtype: str, steps: int,
                 rec.status, rec.error = "failed", build_error
             records[(name, rep)] = rec
 
-    best: Dict[tuple, tuple] = {}  # (name, rep) -> (timing, rss, log text)
+    fastest: Dict[tuple, tuple] = {}  # (name, rep) -> (timing, peak RSS, LAMMPS log) of its fastest run
+    bare: Dict[tuple, float] = {}     # (name, rep) -> its fastest bare model call, ms
     points = [(name, rep) for name in configs for rep in reps if records[(name, rep)].status == "ok"]
     total, done = len(points) * repeats, 0
     for round_ in range(repeats):
@@ -155,25 +158,23 @@ def run(configs: List[str], reps: List[int], basis: str, dtype: str, steps: int,
                 rec.status, rec.error = "failed", f"{type(exc).__name__}: {exc}"
                 log(f"[{done}/{total}] {name:22s} {rec.natoms:6d} atoms: FAILED {rec.error[:200]}")
                 continue
-            old = best.get((name, rep))
-            if old is None or timing["ms_per_step"] < old[0]["ms_per_step"]:
-                best[(name, rep)] = (timing, rss, out, model_ms if old is None else min(model_ms, old[3]))
-            else:
-                best[(name, rep)] = old[:3] + (min(model_ms, old[3]),)
+            key = (name, rep)
+            bare[key] = min(model_ms, bare.get(key, float("inf")))
+            if key not in fastest or timing["ms_per_step"] < fastest[key][0]["ms_per_step"]:
+                fastest[key] = (timing, rss, out)
             log(f"[{done}/{total}] {name:22s} {rec.natoms:6d} atoms: {timing['ms_per_step']:9.2f} ms/step "
                 f"(bare model {model_ms:8.2f} ms), peak RSS {rss:.0f} MB" + (f" (round {round_ + 1})" if repeats > 1 else ""))
 
-    for (name, rep), rec in records.items():
+    for key, rec in records.items():
         if rec.status != "ok":
             continue
-        timing, rss, out, model_ms = best[(name, rep)]
-        (logdir or workdir).mkdir(parents=True, exist_ok=True)
-        ((logdir or workdir) / f"{name}_{rec.natoms}.log").write_text(out)
+        timing, rss, out = fastest[key]
+        (logdir / f"{rec.config}_{rec.natoms}.log").write_text(out)
         rec.ms_per_step = timing["ms_per_step"]
         rec.atom_steps_per_s = rec.natoms * 1e3 / timing["ms_per_step"]
         rec.peak_rss_mb = rss
         rec.lammps_version = out.splitlines()[0].strip() if out else ""
-        rec.model_ms_per_call = model_ms
+        rec.model_ms_per_call = bare[key]
         rec.lammps_over_model = rec.ms_per_step / rec.model_ms_per_call
     for rec in records.values():
         if rec.status == "ok":
