@@ -1,8 +1,8 @@
 // Gaussian basis values for one row of inputs, all functions at once, k-major:
 //   ev[k * in + i] = w[i] phi^(D)_k(x[i])   (k < Kb),   ev[Kb * in + i] = w[i] silu^(D)(x[i])   (BASE_SILU)
-// SIMD over the inputs i, W at a time (simd.h), with every value of a chunk made in registers. The dense block of the GEMM path (wide
-// outputs) takes its rows from here; narrow outputs keep one exp per value fused into their
-// accumulation (gaussian_narrow.h), where these separate passes measured slower.
+// SIMD over the inputs i, W at a time (simd.h), with every value of a chunk made in registers. Both the
+// dense block of the GEMM path (wide outputs) and the fused narrow path (gaussian_narrow.h) take their
+// rows from here.
 //
 // Uniform centres (c_k = c_0 + k Delta, FastKAN's linspace) allow a product recurrence instead of one exp
 // per value. With z_k = (x - c_k) s and delta = Delta s, z_{k+1} = z_k - delta, so
