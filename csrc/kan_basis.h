@@ -39,7 +39,7 @@ template <typename T> struct Basis {
   int64_t aux_stride;
   std::vector<T> padded;       // bspline: knots extended by `order` on both sides, (in, grid_len + 2 order)
   std::vector<char> uniform;   // bspline, per input: uniform knots (the closed-form fast path)
-  std::vector<T> step;         // bspline, per input: knot spacing
+  std::vector<T> step, inv_step;    // bspline, per input: knot spacing h and 1 / h
   bool fourier_harmonic = false;
 
   Basis(int64_t kind_, int64_t order_, int64_t deriv_, int64_t K_, int64_t in_, const T *grid_, int64_t grid_stride_,
@@ -66,6 +66,7 @@ template <typename T> struct Basis {
       padded.resize(in * P);
       uniform.resize(in);
       step.resize(in);
+      inv_step.resize(in);
       for (int64_t i = 0; i < in; i++) {
         const T *t = grid + i * grid_stride;
         T *p = padded.data() + i * P;
@@ -78,6 +79,7 @@ template <typename T> struct Basis {
         for (int64_t j = 1; j + 1 < grid_len && u; j++) u = std::abs((t[j + 1] - t[j]) - h0) <= uniform_tol() * h0;
         uniform[i] = u;
         step[i] = h0;
+        inv_step[i] = T(1) / h0;
       }
     } else {
       fourier_harmonic = true;
@@ -112,7 +114,7 @@ template <typename T> struct Basis {
       T *Vi = V + i * C * rows;
       const T *t = grid + i * grid_stride;
       const T *p = padded.data() + i * (grid_len + 2 * order) + order;    // p[j] == t[j], valid for j in [-order, ...)
-      const T t0 = t[0], tl = t[grid_len - 1], h = step[i], inv_h = T(1) / h;
+      const T t0 = t[0], tl = t[grid_len - 1], h = step[i], inv_h = inv_step[i];
       const bool uni = uniform[i];    // a local: a char read in the loops below could alias their stores
       // knot interval t[m] <= x < t[m + 1], kept in f until the end (outside: m = 0, values zeroed below)
       T *left = s1, *right = s2, *u = s1 + order * rows;    // left[(j - 1) * rows + r]; u: uniform knots
@@ -173,7 +175,7 @@ template <typename T> struct Basis {
   {
     for (int64_t r = 0; r < rows; r++)
       for (int64_t i = 0; i < in; i++) {
-        const T inv_h = T(1) / step[i], pos = (x[r * in + i] - grid[i * grid_stride]) * inv_h;
+        const T inv_h = inv_step[i], pos = (x[r * in + i] - grid[i * grid_stride]) * inv_h;
         const T scale = deriv == 0 ? T(1) : deriv == 1 ? inv_h : deriv == 2 ? inv_h * inv_h : inv_h * inv_h * inv_h;
         cardinal_cubic(pos, scale, phi + (r * in + i) * K);
       }
