@@ -82,4 +82,14 @@ inline void k_major_axpy(T a, const T *__restrict c, const T *__restrict f, int6
     for (int64_t i = 0; i < in; i++) z[i] += a * c[k * in + i] * f[k * in + i];
 }
 
+// p(z) = c[0] + z (c[1] + z (...)) on a scalar or a SIMD vector, one multiply-add per degree, unrolled at
+// compile time: a loop left inside would keep a caller's loop from vectorising
+template <typename T, int N, int J = 0, typename V> inline __attribute__((always_inline)) V horner(const T (&c)[N], V z)
+{
+  if constexpr (J == N - 1)
+    return V{} + c[J];
+  else
+    return horner<T, N, J + 1>(c, z) * z + c[J];
+}
+
 }    // namespace kan_mlip

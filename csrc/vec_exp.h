@@ -27,7 +27,6 @@ template <> struct ExpConsts<double> {
   static constexpr double ln2_hi = 0.6931471803691238, ln2_lo = 1.9082149292705877e-10;
   static constexpr int mantissa_bits = 52;
   static constexpr Int bias = 1023;
-  static constexpr int degree = 13;
   static constexpr double inv_factorial[14] = {1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040,
                                                 1.0 / 40320, 1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800,
                                                 1.0 / 479001600, 1.0 / 6227020800};
@@ -39,7 +38,6 @@ template <> struct ExpConsts<float> {
   static constexpr float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
   static constexpr int mantissa_bits = 23;
   static constexpr Int bias = 127;
-  static constexpr int degree = 7;
   static constexpr float inv_factorial[8] = {1.0f, 1.0f, 1.0f / 2, 1.0f / 6, 1.0f / 24, 1.0f / 120, 1.0f / 720, 1.0f / 5040};
 };
 
@@ -53,17 +51,6 @@ template <typename V> struct ExpTypes<V, false> {
   typedef typename ExpConsts<T>::Int Int __attribute__((vector_size(sizeof(V))));
 };
 
-// Horner on the Taylor coefficients 1/j!, one multiply-add per degree, unrolled at compile time: a loop
-// left inside would keep a caller's loop with several exps from vectorising
-template <int J, typename V> inline __attribute__((always_inline)) V exp_taylor(V r)
-{
-  using E = ExpConsts<typename ExpTypes<V>::T>;
-  if constexpr (J == E::degree)
-    return V{} + E::inv_factorial[J];
-  else
-    return exp_taylor<J + 1>(r) * r + E::inv_factorial[J];
-}
-
 // on a scalar, or element-wise on a SIMD vector (for loops written with explicit vectors)
 template <typename V> inline __attribute__((always_inline)) V exp_bounded(V t)
 {
@@ -73,7 +60,7 @@ template <typename V> inline __attribute__((always_inline)) V exp_bounded(V t)
   const V n = shifted - E::shifter;
   V r = t - n * E::ln2_hi;
   r = r - n * E::ln2_lo;
-  const V p = exp_taylor<0>(r);
+  const V p = horner(E::inv_factorial, r);    // the Taylor polynomial
   std::memcpy(&bits, &shifted, sizeof(V));
   bits = (bits + E::bias) << E::mantissa_bits;    // high bits of the shifter overflow away
   V scale;

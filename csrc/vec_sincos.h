@@ -42,15 +42,6 @@ template <> struct SinCosConsts<float> {
   static constexpr float max_arg = 8192.0f;    // n P1 exact (8-bit P1)
 };
 
-// p(z) = c[0] + z (c[1] + z (...)), unrolled at compile time
-template <typename T, int N, int J = 0, typename V> inline __attribute__((always_inline)) V horner(const T (&c)[N], V z)
-{
-  if constexpr (J == N - 1)
-    return V{} + c[J];
-  else
-    return horner<T, N, J + 1>(c, z) * z + c[J];
-}
-
 template <typename T> void sincos_buffer(const T *__restrict x, T *__restrict c, T *__restrict s, int64_t n)
 {
   using S = Simd<T>;
