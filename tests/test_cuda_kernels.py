@@ -168,3 +168,24 @@ def test_ops_on_cuda_equal_cpu(basis, dtype):
             want = cpu(op, x, coeff, weight, grad, grid, aux, kind, order, d)
             got = cpu(op, *(t.cuda() for t in (x, coeff, weight, grad, grid, aux)), kind, order, d).cpu()
             assert_matches(got.numpy(), want, dtype)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("basis", ["bspline", "gaussian", "fourier"])
+def test_kan_layer_on_cuda_equals_cpu_to_second_order(basis):
+    """A KANLinear moved to the GPU: its ops' CUDA kernels when built (layer.fused_cuda), else the
+    reference; either way the CPU's values, forces and force-training gradients."""
+    torch.manual_seed(0)
+    layer = KANLinear(16, 9, basis=basis).double()
+    x = torch.randn(200, 16, dtype=torch.float64) * 1.5
+
+    def derivatives(layer, x):
+        x = x.clone().requires_grad_(True)
+        y = layer(x)
+        (dx,) = torch.autograd.grad((y * y).sum(), x, create_graph=True)
+        return [y, dx, *torch.autograd.grad((dx * dx).sum() + y.sum(), [x, *layer.parameters()])]
+
+    want = derivatives(layer, x)
+    got = derivatives(layer.cuda(), x.cuda())
+    for a, b in zip(want, got):
+        torch.testing.assert_close(b.cpu(), a, rtol=1e-10, atol=1e-10)

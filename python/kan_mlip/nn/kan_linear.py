@@ -29,7 +29,7 @@ import torch
 from .bspline import BSplineBasis
 from .fourier import FourierBasis
 from .gaussian import GaussianBasis
-from .ops import BASE_SILU, BASIS_KIND, fused_ops_available, use_fused_default
+from .ops import BASE_SILU, BASIS_KIND, fused_ops_available, fused_ops_have_cuda, use_fused_default
 
 BASES: Dict[str, Any] = {"bspline": BSplineBasis, "gaussian": GaussianBasis, "fourier": FourierBasis}
 BASIS_OPTIONS: Dict[str, tuple] = {
@@ -87,6 +87,7 @@ class KANLinear(torch.nn.Module):
     # without the op library loaded
     fused: Final[bool]
     fused_base: Final[bool]
+    fused_cuda: Final[bool]
     basis_kind: Final[int]
     base_silu_kind: Final[int]
     spline_order: Final[int]
@@ -143,6 +144,8 @@ class KANLinear(torch.nn.Module):
         # the ops contract a silu base branch in the same op as the basis (it acts on x, so not after a
         # LayerNorm, which only the basis sees)
         self.fused_base = bool(self.fused and base_activation == "silu" and not layer_norm)
+        # inputs on a device the ops have no kernels for (a CPU-only build under a CUDA torch) take the reference
+        self.fused_cuda = bool(self.fused and fused_ops_have_cuda())
         if scale_spline is None:
             scale_spline = DEFAULT_SCALE_SPLINE[basis]
         fan_in = self.in_features
@@ -161,9 +164,11 @@ class KANLinear(torch.nn.Module):
         # a layer pickled with the fused ops, unpickled where they are not built: same numbers by the reference
         super().__setstate__(state)
         self.__dict__.setdefault("fused_base", False)
+        self.__dict__.setdefault("fused_cuda", False)
         if self.__dict__.get("fused", False) and not fused_ops_available():
             self.fused = False
             self.fused_base = False
+        self.fused_cuda = bool(self.__dict__.get("fused", False) and fused_ops_have_cuda())
 
     def scaled_spline_weight(self) -> torch.Tensor:
         if self.spline_scaler is None:
@@ -185,8 +190,8 @@ class KANLinear(torch.nn.Module):
         lead = x.shape[:-1]
         x = x.reshape(-1, self.in_features)
         coeff = self.scaled_spline_weight()
-        base_weight = self.base_weight
-        if self.fused:
+        base_weight: Optional[torch.Tensor] = self.base_weight
+        if self.fused and (x.device.type == "cpu" or (x.is_cuda and self.fused_cuda)):
             # y = sum_{i,k} c[o,i,k] phi_k(u[n,i]) without the (N, in, K) basis tensor
             u = self.norm(x)
             kind = self.basis_kind

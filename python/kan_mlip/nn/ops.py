@@ -42,5 +42,10 @@ def fused_ops_available() -> bool:
     return _loaded
 
 
+def fused_ops_have_cuda() -> bool:
+    """True when the loaded ops have CUDA kernels (csrc/cuda, built when the installed torch has CUDA)."""
+    return fused_ops_available() and torch._C._dispatch_has_kernel_for_dispatch_key("kan_mlip::kan_forward", "CUDA")
+
+
 def use_fused_default() -> bool:
     return os.environ.get("KAN_MLIP_DISABLE_FUSED", "0") != "1" and fused_ops_available()
