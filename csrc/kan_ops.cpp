@@ -10,6 +10,7 @@
 // The (N, in, K) basis tensor is never materialised: each (row, input) evaluates only its nonzero
 // basis functions (order + 1 for B-splines) and contracts them with the coefficients directly.
 
+#include "bspline_pp.h"
 #include "gaussian_narrow.h"
 #include "gaussian_rows.h"
 #include "kan_basis.h"
@@ -139,6 +140,38 @@ __attribute__((noinline)) void reduce_columns(const T *__restrict f, const T *__
 // Narrow Gaussian contractions are fused end to end (gaussian_narrow.h)
 bool narrow_gaussian(int64_t kind, int64_t out) { return (kind & KIND_MASK) == GAUSSIAN && out < GEMM_MIN_OUT; }
 
+// Narrow B-splines on uniform knots take the piecewise-polynomial path, their silu base included
+bool takes_pp(const Tensor &x, const Tensor &grid, const Tensor &aux, int64_t kind, int64_t order, int64_t deriv,
+              int64_t out)
+{
+  if ((kind & KIND_MASK) != BSPLINE || out >= GEMM_MIN_OUT) return false;
+  const Layout L = layout(x, grid, aux, kind, order);
+  bool pp = false;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kan_pp", [&] {
+    pp = BsplinePP<scalar_t>::applies(make_basis<scalar_t>(L, grid, aux, kind, order, deriv), out);
+  });
+  return pp;
+}
+
+// Narrow B-splines on uniform knots as piecewise polynomials (bspline_pp.h), PP_ROWS rows per task.
+// fn(n0, rows, xT, at, u, s) per block: xT the block's inputs, input-major; at, u, s scratch for one input.
+constexpr int64_t PP_ROWS = 256;
+
+template <typename T, typename Fn> void pp_blocks(const T *x, int64_t N, int64_t in, Fn &&fn)
+{
+  at::parallel_for(0, (N + PP_ROWS - 1) / PP_ROWS, 1, [&](int64_t b0, int64_t b1) {
+    thread_local std::vector<int32_t> at_buffer;
+    at_buffer.resize(PP_ROWS);
+    T *xT = scratch<T>(TRANSPOSE, in * PP_ROWS), *u = scratch<T>(PRODUCT, 2 * PP_ROWS), *s = u + PP_ROWS;
+    for (int64_t b = b0; b < b1; b++) {
+      const int64_t n0 = b * PP_ROWS, rows = std::min(PP_ROWS, N - n0);
+      for (int64_t r = 0; r < rows; r++)
+        for (int64_t i = 0; i < in; i++) xT[i * rows + r] = x[(n0 + r) * in + i];
+      fn(n0, rows, xT, at_buffer.data(), u, s);
+    }
+  });
+}
+
 // Per-task scratch and block evaluation of the basis for rows [n0, n0 + rows)
 template <typename T> struct Block {
   const Basis<T> &basis;
@@ -220,6 +253,17 @@ __attribute__((noinline)) void silu_run(const Basis<T> &basis, const T *__restri
   for (int64_t e = 0; e < n; e++) s[e] = basis.template silu<D>(x[e]);
 }
 
+// s[e] = silu^(deriv)(x[e]) for the basis' derivative order
+template <typename T> void silu_fill(const Basis<T> &basis, const T *x, T *s, int64_t n)
+{
+  switch (basis.deriv) {
+    case 0: return silu_run<T, 0>(basis, x, s, n);
+    case 1: return silu_run<T, 1>(basis, x, s, n);
+    case 2: return silu_run<T, 2>(basis, x, s, n);
+    default: return silu_run<T, -1>(basis, x, s, n);
+  }
+}
+
 Tensor silu_values(const Tensor &x, const Tensor &grid, const Tensor &aux, int64_t kind, int64_t order, int64_t deriv,
                    const Tensor &w)
 {
@@ -229,17 +273,7 @@ Tensor silu_values(const Tensor &x, const Tensor &grid, const Tensor &aux, int64
     const Basis<scalar_t> basis = make_basis<scalar_t>(L, grid, aux, kind, order, deriv);
     const scalar_t *x_p = x.data_ptr<scalar_t>();
     scalar_t *s_p = s.data_ptr<scalar_t>();
-    auto fill = [&](auto d) {
-      at::parallel_for(0, x.numel(), 4096, [&](int64_t a, int64_t b) {
-        silu_run<scalar_t, decltype(d)::value>(basis, x_p + a, s_p + a, b - a);
-      });
-    };
-    switch (deriv) {
-      case 0: fill(std::integral_constant<int, 0>()); break;
-      case 1: fill(std::integral_constant<int, 1>()); break;
-      case 2: fill(std::integral_constant<int, 2>()); break;
-      default: fill(std::integral_constant<int, -1>());
-    }
+    at::parallel_for(0, x.numel(), 4096, [&](int64_t a, int64_t b) { silu_fill(basis, x_p + a, s_p + a, b - a); });
   });
   return w.defined() ? s * w : s;
 }
@@ -255,7 +289,7 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
   TORCH_CHECK(L.K <= MAX_COUNT, "kan_mlip: at most ", MAX_COUNT, " basis functions per input, got ", L.K);
   const int64_t out = coeff_.size(0);
   const Tensor w = w_.has_value() && w_->defined() ? w_->contiguous() : Tensor();
-  if (separate_base(kind)) {
+  if (separate_base(kind) && !takes_pp(x, grid, aux, kind, order, deriv, out)) {
     const Tensor c = coeff_.detach();
     Tensor y = kan_forward_cpu(x, c.narrow(2, 0, L.K - 1).contiguous(), w_, grid, aux, kind & ~BASE_SILU, order, deriv);
     return y.addmm_(silu_values(x, grid, aux, kind, order, deriv, w), c.select(2, L.K - 1).t());
@@ -273,6 +307,29 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
       scalar_t *y_p = y.data_ptr<scalar_t>();
       G.dispatch([&](auto d) {
         at::parallel_for(0, L.N, R, [&](int64_t n0, int64_t n1) { G.template forward<d()>(x_p, w_p, n0, n1, y_p); });
+      });
+      return;
+    }
+    if (!gemm && BsplinePP<scalar_t>::applies(basis, out)) {
+      const Tensor c = coeff_.detach().contiguous();
+      const BsplinePP<scalar_t> P(basis, c.data_ptr<scalar_t>(), out);
+      scalar_t *y_p = y.data_ptr<scalar_t>();
+      P.dispatch([&](auto q) {
+        pp_blocks(x.data_ptr<scalar_t>(), L.N, L.in, [&](int64_t n0, int64_t rows, const scalar_t *xT, int32_t *at,
+                                                          scalar_t *u, scalar_t *sv) {
+          for (int64_t i = 0; i < L.in; i++) {
+            P.locate(xT + i * rows, rows, i, at, u);
+            if (P.base) silu_fill(basis, xT + i * rows, sv, rows);
+            const scalar_t *wb = P.wb.data() + i * out, *wi = w_p ? w_p + n0 * L.in + i : nullptr;
+            scalar_t *yb = y_p + n0 * out;
+            if (P.base)
+              wi ? BsplinePP<scalar_t>::template accumulate<q(), true, true>(P.A.data(), at, u, sv, wb, wi, L.in, rows, out, yb)
+                 : BsplinePP<scalar_t>::template accumulate<q(), true, false>(P.A.data(), at, u, sv, wb, wi, L.in, rows, out, yb);
+            else
+              wi ? BsplinePP<scalar_t>::template accumulate<q(), false, true>(P.A.data(), at, u, sv, wb, wi, L.in, rows, out, yb)
+                 : BsplinePP<scalar_t>::template accumulate<q(), false, false>(P.A.data(), at, u, sv, wb, wi, L.in, rows, out, yb);
+          }
+        });
       });
       return;
     }
@@ -339,7 +396,7 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
   TORCH_CHECK(g_.dim() == 2 && g_.size(0) == L.N && g_.size(1) == out, "kan_mlip::kan_input_grad: grad_out must be (",
               L.N, ", ", out, "), got ", g_.sizes());
   const Tensor g = g_.detach().contiguous();    // BLAS out= calls below: no autograd in kernels
-  if (separate_base(kind)) {
+  if (separate_base(kind) && !takes_pp(x, grid, aux, kind, order, deriv, out)) {
     const Tensor c = coeff_.detach();
     Tensor z = kan_input_grad_cpu(x, c.narrow(2, 0, L.K - 1).contiguous(), g, grid, aux, kind & ~BASE_SILU, order, deriv);
     return z.add_(silu_values(x, grid, aux, kind, order, deriv, Tensor()) * at::mm(g, c.select(2, L.K - 1)));
@@ -356,6 +413,30 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
       scalar_t *z_p = z.data_ptr<scalar_t>();
       G.dispatch([&](auto d) {
         at::parallel_for(0, L.N, R, [&](int64_t n0, int64_t n1) { G.template input_grad<d()>(x_p, g_p, n0, n1, z_p); });
+      });
+      return;
+    }
+    if (!gemm && BsplinePP<scalar_t>::applies(basis, out)) {
+      const Tensor c = coeff_.detach().contiguous();
+      const BsplinePP<scalar_t> P(basis, c.data_ptr<scalar_t>(), out);
+      const scalar_t *g_p = g.data_ptr<scalar_t>();
+      scalar_t *z_p = z.data_ptr<scalar_t>();
+      P.dispatch([&](auto q) {
+        pp_blocks(x.data_ptr<scalar_t>(), L.N, L.in, [&](int64_t n0, int64_t rows, const scalar_t *xT, int32_t *at,
+                                                          scalar_t *u, scalar_t *sv) {
+          scalar_t *zi = scratch<scalar_t>(BLOCK, rows);
+          for (int64_t i = 0; i < L.in; i++) {
+            P.locate(xT + i * rows, rows, i, at, u);
+            if (P.base) silu_fill(basis, xT + i * rows, sv, rows);
+            if (P.base)
+              BsplinePP<scalar_t>::template contract<q(), true>(P.A.data(), at, u, sv, P.wb.data() + i * out, g_p + n0 * out,
+                                                                rows, out, zi);
+            else
+              BsplinePP<scalar_t>::template contract<q(), false>(P.A.data(), at, u, sv, P.wb.data(), g_p + n0 * out, rows,
+                                                                 out, zi);
+            for (int64_t r = 0; r < rows; r++) z_p[(n0 + r) * L.in + i] = zi[r];
+          }
+        });
       });
       return;
     }
