@@ -1,13 +1,14 @@
-// Narrow B-spline contractions (out < GEMM_MIN_OUT, e.g. an energy readout) on uniform knots, as
-// piecewise polynomials. On knot interval m of input i (t_m <= x < t_{m+1}, u = (x - t_m) / h) the
-// nonzero functions m - p .. m are the p + 1 pieces of one cardinal B-spline of degree p, so their
-// contraction with the coefficients is a single polynomial in u of degree Q = p - d:
-//   sum_k c[o,i,k] B^(d)_k(x) = h^-d sum_j c[o,i,m-p+j] beta_j^(d)(u) = sum_q A[i,m,o,q] u^q,
-// with beta_j piece p - j of the cardinal B-spline. A is tabulated per call (in x intervals x out x
-// (Q + 1) numbers, a few kB); evaluating an element is Q fused multiply-adds on one gathered row of A:
-// no basis values, no per-function gathers of coefficients. Outside the knots (and for NaN) the row
-// index is the all-zero interval M. A silu base (BASE_SILU: the last of the K functions) is added in the
-// same loop, wb[i, o] silu^(d)(x), from values the caller evaluates per input (silu_run, kan_ops.cpp).
+// Narrow B-spline contractions (out < GEMM_MIN_OUT, e.g. an energy readout) as piecewise polynomials.
+// On knot interval m of input i (t_m <= x < t_{m+1}) only the functions m - p .. m are nonzero, so their
+// contraction with the coefficients is one polynomial of degree Q = p - d in the interval's position
+// v = (x - t_m) / h_m - 1/2 (h_m = t_{m+1} - t_m): its Taylor series at the midpoint c_m,
+//   sum_k c[o,i,k] B^(d)_k(x) = sum_e A[i,m,o,e] v^e,  A[i,m,o,e] = h_m^e / e! sum_j c[o,i,m-p+j] B^(d+e)_{m-p+j}(c_m),
+// with the derivatives at c_m from Basis::eval_block (any knots; midpoints, so no rounding can place them
+// in a neighbouring interval). A is tabulated per call (in x intervals x out x (Q + 1) numbers, a few
+// kB); an element then costs Q fused multiply-adds on one row of A: no basis values, no per-function
+// gathers of coefficients. Outside the knots (and for NaN) the row is the all-zero interval M. A silu
+// base (BASE_SILU: the last of the K functions) is added in the same loop, wb[i, o] silu^(d)(x), from
+// values the caller evaluates per input (silu_run, kan_ops.cpp).
 #pragma once
 
 #include "kan_basis.h"
@@ -25,94 +26,100 @@ template <typename T> struct BsplinePP {
   bool base;                              // the last function is silu(x), weights wb
   std::vector<T> A;                       // (in, M + 1, out, Q + 1)
   std::vector<T> wb;                      // (in, out): c[o, i, K - 1] with a base
-  std::vector<T> t0, tl, inv_h;           // per input: first and last knot, 1 / h
+  std::vector<T> t0, tl, inv_h;           // per input: first and last knot, 1 / h (uniform knots)
+  std::vector<T> inv_hm;                  // (in, M): 1 / h_m (0 for empty intervals)
+  std::vector<char> uniform;              // per input, as Basis::uniform
+  const Basis<T> &basis;
 
   static bool applies(const Basis<T> &b, int64_t out)
   {
-    if (b.kind != BSPLINE || b.deriv > b.order || b.order - b.deriv > MAX_DEGREE || out < 1) return false;
-    return std::all_of(b.uniform.begin(), b.uniform.end(), [](char u) { return u != 0; });
-  }
-
-  // pieces of the cardinal B-spline of degree p (support [0, p + 1)) as polynomials in u on [s, s + 1):
-  // N_p^(s)(u) = ((s + u) N_{p-1}^(s)(u) + (p + 1 - s - u) N_{p-1}^(s-1)(u)) / p, N_0^(0) = 1;
-  // then beta_j = N_p^(p - j), differentiated d times in u. Returns (p + 1) x (p - d + 1) coefficients.
-  static std::vector<double> segments(int64_t p, int64_t d)
-  {
-    std::vector<std::vector<double>> N = {{1.0}};    // N[s][q], degree so far
-    for (int64_t deg = 1; deg <= p; deg++) {
-      std::vector<std::vector<double>> next(deg + 1, std::vector<double>(deg + 1, 0.0));
-      for (int64_t s = 0; s <= deg; s++) {
-        if (s < deg)    // (s + u) N_{deg-1}^(s)
-          for (int64_t q = 0; q < deg; q++) {
-            next[s][q] += s * N[s][q] / deg;
-            next[s][q + 1] += N[s][q] / deg;
-          }
-        if (s >= 1)    // (deg + 1 - s - u) N_{deg-1}^(s-1)
-          for (int64_t q = 0; q < deg; q++) {
-            next[s][q] += (deg + 1 - s) * N[s - 1][q] / deg;
-            next[s][q + 1] -= N[s - 1][q] / deg;
-          }
-      }
-      N = next;
-    }
-    const int64_t Q = p - d;
-    std::vector<double> beta((p + 1) * (Q + 1), 0.0);
-    for (int64_t j = 0; j <= p; j++)
-      for (int64_t q = 0; q <= Q; q++) {    // d-th derivative of u^(q + d): (q + d)! / q! u^q
-        double f = 1.0;
-        for (int64_t e = q + 1; e <= q + d; e++) f *= double(e);
-        beta[j * (Q + 1) + q] = f * N[p - j][q + d];
-      }
-    return beta;
+    return b.kind == BSPLINE && b.deriv <= b.order && b.order - b.deriv <= MAX_DEGREE && out >= 1 && b.grid_len >= 2;
   }
 
   // c: (out, in, K) contiguous
   BsplinePP(const Basis<T> &b, const T *c, int64_t out_)
       : in(b.in), out(out_), M(b.grid_len - 1), Q(b.order - b.deriv), S(out_ * (b.order - b.deriv + 1)), base(b.base),
-        A(b.in * (b.grid_len) * out_ * (b.order - b.deriv + 1), T(0)), wb(b.base ? b.in * out_ : 0), t0(b.in),
-        tl(b.in), inv_h(b.in)
+        A(b.in * b.grid_len * out_ * (b.order - b.deriv + 1), T(0)), wb(b.base ? b.in * out_ : 0), t0(b.in),
+        tl(b.in), inv_h(b.in), inv_hm(b.in * (b.grid_len - 1), T(0)), uniform(b.uniform), basis(b)
   {
     const int64_t p = b.order, KC = b.K, K = b.K - (b.base ? 1 : 0);    // KC: c's last dimension
-    const std::vector<double> beta = segments(p, b.deriv);
+    // the midpoints of all intervals of all inputs as one block of rows: xT[i * M + m]
+    std::vector<T> xT(in * M), hm(in * M);
     for (int64_t i = 0; i < in; i++) {
-      t0[i] = b.grid[i * b.grid_stride];
-      tl[i] = b.grid[i * b.grid_stride + b.grid_len - 1];
+      const T *t = b.grid + i * b.grid_stride;
+      t0[i] = t[0];
+      tl[i] = t[M];
       inv_h[i] = b.inv_step[i];
-      double scale = 1.0;
-      for (int64_t e = 0; e < b.deriv; e++) scale *= double(b.inv_step[i]);
-      for (int64_t m = 0; m < M; m++)
-        for (int64_t o = 0; o < out; o++) {
-          T *a = A.data() + (i * (M + 1) + m) * S + o * (Q + 1);
-          for (int64_t q = 0; q <= Q; q++) {
+      for (int64_t m = 0; m < M; m++) {
+        hm[i * M + m] = t[m + 1] - t[m];
+        xT[i * M + m] = t[m] + T(0.5) * (t[m + 1] - t[m]);
+        inv_hm[i * M + m] = t[m + 1] > t[m] ? T(1) / (t[m + 1] - t[m]) : T(0);
+      }
+    }
+    const int64_t C = p + 1;
+    std::vector<T> V(in * C * M), s1((std::max(in, p) + 1) * M), s2(std::max(in, p) * M);
+    std::vector<int32_t> first(in * M);
+    double factorial = 1.0;
+    for (int64_t e = 0; e <= Q; e++) {    // term v^e: derivative d + e at the midpoints
+      if (e > 0) factorial *= double(e);
+      const Basis<T> be(BSPLINE, p, b.deriv + e, K, in, b.grid, b.grid_stride, b.grid_len, nullptr, 0);
+      be.eval_block(xT.data(), M, V.data(), first.data(), s1.data(), s2.data());
+      for (int64_t i = 0; i < in; i++)
+        for (int64_t m = 0; m < M; m++) {
+          if (!(hm[i * M + m] > T(0))) continue;    // empty interval: never located
+          const double scale = std::pow(double(hm[i * M + m]), double(e)) / factorial;
+          const int64_t f = first[i * M + m];
+          for (int64_t o = 0; o < out; o++) {
             double sum = 0.0;
-            for (int64_t j = 0; j <= p; j++) {
-              const int64_t k = m - p + j;
-              if (k >= 0 && k < K) sum += double(c[(o * in + i) * KC + k]) * beta[j * (Q + 1) + q];
+            for (int64_t j = 0; j < C; j++) {
+              const int64_t k = f + j;
+              if (f < K && k >= 0 && k < K) sum += double(c[(o * in + i) * KC + k]) * double(V[(i * C + j) * M + m]);
             }
-            a[q] = T(sum * scale);
+            A[((i * (M + 1) + m) * out + o) * (Q + 1) + e] = T(sum * scale);
           }
         }
-      if (base)
+    }
+    if (base)
+      for (int64_t i = 0; i < in; i++)
         for (int64_t o = 0; o < out; o++) wb[i * out + o] = c[(o * in + i) * KC + KC - 1];
-    }
   }
 
-  // interval rows (i * (M + 1) + m) * S and positions u of rows [0, rows) of input i (xT: input-major)
-  void locate(const T *__restrict x, int64_t rows, int64_t i, int32_t *__restrict at, T *__restrict u) const
+  // interval rows (i * (M + 1) + m) * S and positions v of rows [0, rows) of input i (xT: input-major)
+  void locate(const T *__restrict x, int64_t rows, int64_t i, int32_t *__restrict at, T *__restrict v) const
   {
-    const T a = t0[i], b = tl[i], s = inv_h[i], last = T(M - 1);
-    const int32_t base = int32_t(i * (M + 1)), outside = int32_t(M), stride = int32_t(S);
-    for (int64_t r = 0; r < rows; r++) {    // as Basis::eval_block: branch-free, vectorises
-      const T xr = x[r], pos = (xr - a) * s;
-      const T above = pos > T(0) ? pos : T(0), clamped = above < last ? above : last;
-      const T m = std::trunc(clamped);
-      const bool inside = (xr >= a) & (xr < b);
-      u[r] = inside ? pos - m : T(0);
-      at[r] = (base + (inside ? int32_t(m) : outside)) * stride;
+    const T a = t0[i], b = tl[i];
+    const int32_t base_row = int32_t(i * (M + 1)), outside = int32_t(M), stride = int32_t(S);
+    if (uniform[i]) {
+      const T s = inv_h[i], last = T(M - 1);
+      for (int64_t r = 0; r < rows; r++) {    // as Basis::eval_block: branch-free, vectorises
+        const T xr = x[r], pos = (xr - a) * s;
+        const T above = pos > T(0) ? pos : T(0), clamped = above < last ? above : last;
+        const T m = std::trunc(clamped);
+        const bool inside = (xr >= a) & (xr < b);
+        v[r] = inside ? pos - m - T(0.5) : T(0);
+        at[r] = (base_row + (inside ? int32_t(m) : outside)) * stride;
+      }
+      return;
+    }
+    const T *t = basis.grid + i * basis.grid_stride;
+    const T *ih = inv_hm.data() + i * M;
+    for (int64_t r = 0; r < rows; r++) {    // a guess from the mean spacing, then a local search
+      const T xr = x[r];
+      if (!(xr >= a && xr < b)) {
+        v[r] = T(0);
+        at[r] = (base_row + outside) * stride;
+        continue;
+      }
+      int64_t m = std::min<int64_t>(M - 1, std::max<int64_t>(0, int64_t((xr - a) / (b - a) * T(M))));
+      while (m > 0 && xr < t[m]) m--;
+      while (m < M - 1 && xr >= t[m + 1]) m++;
+      v[r] = (xr - t[m]) * ih[m] - T(0.5);
+      at[r] = (base_row + int32_t(m)) * stride;
     }
   }
 
-  // P_{o,i,m(r)}(u_r) by Horner on the gathered row A[at[r] + q], plus b s[r] with a base (BASE)
+  // P_{o,i,m(r)}(u) by Horner on the row A[at[r] + q] (u: the position v that locate gives), plus b s[r]
+  // with a base (BASE)
   template <int QC, bool BASE>
   static inline __attribute__((always_inline)) T value(const T *__restrict A, int32_t at, T u, T b, T s)
   {

@@ -117,9 +117,10 @@ def test_fused_base_is_used_by_the_default_gaussian_layer_and_matches_its_refere
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_fused_bspline_on_non_uniform_knots(dtype):
-    """Knots moved by update_grid are not evenly spaced: the gathered de Boor path, to second order."""
-    ref, fused = pair("bspline", 4, 3, dtype)
+@pytest.mark.parametrize("out", [3, 9])  # narrow (piecewise polynomials, a knot search) / wide (de Boor + GEMM)
+def test_fused_bspline_on_non_uniform_knots(dtype, out):
+    """Knots moved by update_grid are not evenly spaced, to second order."""
+    ref, fused = pair("bspline", 4, out, dtype)
     gen = torch.Generator().manual_seed(5)
     knots = torch.sort(torch.rand(4, ref.basis.grid.shape[1], generator=gen) * 4 - 2, dim=1).values.to(dtype)
     for layer in (ref, fused):
