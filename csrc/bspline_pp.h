@@ -20,29 +20,28 @@
 
 namespace kan_mlip {
 
-template <typename T> struct BsplinePP {
+// The p + 1 nonzero functions of every knot interval as polynomials in v: F[i, m, j, e] is the v^e
+// coefficient of function m - p + j, derivative d. Used alone (Block::evaluate: the values Basis::eval_block
+// gives, without de Boor's divisions on non-uniform knots) and contracted with coefficients (BsplinePP).
+template <typename T> struct BsplinePieces {
   static constexpr int MAX_DEGREE = 5;    // Q: higher orders keep the de Boor path
-  int64_t in, out, M, Q, S;               // M intervals per input; S = out (Q + 1), the row of one interval
-  bool base;                              // the last function is silu(x), weights wb
-  std::vector<T> A;                       // (in, M + 1, out, Q + 1)
-  std::vector<T> wb;                      // (in, out): c[o, i, K - 1] with a base
+  int64_t in, M, Q, C, K;                 // M intervals per input; C = p + 1 functions per interval
+  std::vector<T> F;                       // (in, M + 1, C, Q + 1); interval M (outside) all zero
   std::vector<T> t0, tl, inv_h;           // per input: first and last knot, 1 / h (uniform knots)
   std::vector<T> inv_hm;                  // (in, M): 1 / h_m (0 for empty intervals)
-  std::vector<char> uniform;              // per input, as Basis::uniform
   const Basis<T> &basis;
 
-  static bool applies(const Basis<T> &b, int64_t out)
+  static bool applies(const Basis<T> &b)
   {
-    return b.kind == BSPLINE && b.deriv <= b.order && b.order - b.deriv <= MAX_DEGREE && out >= 1 && b.grid_len >= 2;
+    return b.kind == BSPLINE && b.deriv <= b.order && b.order - b.deriv <= MAX_DEGREE && b.grid_len >= 2;
   }
 
-  // c: (out, in, K) contiguous
-  BsplinePP(const Basis<T> &b, const T *c, int64_t out_)
-      : in(b.in), out(out_), M(b.grid_len - 1), Q(b.order - b.deriv), S(out_ * (b.order - b.deriv + 1)), base(b.base),
-        A(b.in * b.grid_len * out_ * (b.order - b.deriv + 1), T(0)), wb(b.base ? b.in * out_ : 0), t0(b.in),
-        tl(b.in), inv_h(b.in), inv_hm(b.in * (b.grid_len - 1), T(0)), uniform(b.uniform), basis(b)
+  explicit BsplinePieces(const Basis<T> &b)
+      : in(b.in), M(b.grid_len - 1), Q(b.order - b.deriv), C(b.order + 1), K(b.K - (b.base ? 1 : 0)),
+        F(b.in * b.grid_len * (b.order + 1) * (b.order - b.deriv + 1), T(0)), t0(b.in), tl(b.in), inv_h(b.in),
+        inv_hm(b.in * (b.grid_len - 1), T(0)), basis(b)
   {
-    const int64_t p = b.order, KC = b.K, K = b.K - (b.base ? 1 : 0);    // KC: c's last dimension
+    const int64_t p = b.order;
     // the midpoints of all intervals of all inputs as one block of rows: xT[i * M + m]
     std::vector<T> xT(in * M), hm(in * M);
     for (int64_t i = 0; i < in; i++) {
@@ -56,7 +55,6 @@ template <typename T> struct BsplinePP {
         inv_hm[i * M + m] = t[m + 1] > t[m] ? T(1) / (t[m + 1] - t[m]) : T(0);
       }
     }
-    const int64_t C = p + 1;
     std::vector<T> V(in * C * M), s1((std::max(in, p) + 1) * M), s2(std::max(in, p) * M);
     std::vector<int32_t> first(in * M);
     double factorial = 1.0;
@@ -66,30 +64,22 @@ template <typename T> struct BsplinePP {
       be.eval_block(xT.data(), M, V.data(), first.data(), s1.data(), s2.data());
       for (int64_t i = 0; i < in; i++)
         for (int64_t m = 0; m < M; m++) {
-          if (!(hm[i * M + m] > T(0))) continue;    // empty interval: never located
+          if (!(hm[i * M + m] > T(0)) || first[i * M + m] != m - p) continue;    // empty: never located
           const double scale = std::pow(double(hm[i * M + m]), double(e)) / factorial;
-          const int64_t f = first[i * M + m];
-          for (int64_t o = 0; o < out; o++) {
-            double sum = 0.0;
-            for (int64_t j = 0; j < C; j++) {
-              const int64_t k = f + j;
-              if (f < K && k >= 0 && k < K) sum += double(c[(o * in + i) * KC + k]) * double(V[(i * C + j) * M + m]);
-            }
-            A[((i * (M + 1) + m) * out + o) * (Q + 1) + e] = T(sum * scale);
-          }
+          for (int64_t j = 0; j < C; j++)
+            F[((i * (M + 1) + m) * C + j) * (Q + 1) + e] = T(double(V[(i * C + j) * M + m]) * scale);
         }
     }
-    if (base)
-      for (int64_t i = 0; i < in; i++)
-        for (int64_t o = 0; o < out; o++) wb[i * out + o] = c[(o * in + i) * KC + KC - 1];
   }
 
-  // interval rows (i * (M + 1) + m) * S and positions v of rows [0, rows) of input i (xT: input-major)
-  void locate(const T *__restrict x, int64_t rows, int64_t i, int32_t *__restrict at, T *__restrict v) const
+  // rows (i * (M + 1) + m) * stride of each row's interval m (M outside the knots, and for NaN) and its
+  // position v in it, for rows [0, rows) of input i (x: input-major)
+  void locate(const T *__restrict x, int64_t rows, int64_t i, int32_t stride, int32_t *__restrict at,
+              T *__restrict v) const
   {
     const T a = t0[i], b = tl[i];
-    const int32_t base_row = int32_t(i * (M + 1)), outside = int32_t(M), stride = int32_t(S);
-    if (uniform[i]) {
+    const int32_t base_row = int32_t(i * (M + 1)), outside = int32_t(M);
+    if (basis.uniform[i]) {
       const T s = inv_h[i], last = T(M - 1);
       for (int64_t r = 0; r < rows; r++) {    // as Basis::eval_block: branch-free, vectorises
         const T xr = x[r], pos = (xr - a) * s;
@@ -116,6 +106,69 @@ template <typename T> struct BsplinePP {
       v[r] = (xr - t[m]) * ih[m] - T(0.5);
       at[r] = (base_row + int32_t(m)) * stride;
     }
+  }
+
+  // Basis::eval_block's output from the pieces: V[(i * C + j) * rows + r], first[i * rows + r] (K outside)
+  void eval_block(const T *xT, int64_t rows, T *V, int32_t *first, int32_t *at, T *v) const
+  {
+    const int32_t stride = int32_t(C * (Q + 1));
+    for (int64_t i = 0; i < in; i++) {
+      locate(xT + i * rows, rows, i, stride, at, v);
+      int32_t *f = first + i * rows;
+      for (int64_t r = 0; r < rows; r++) {
+        const int32_t m = at[r] / stride - int32_t(i * (M + 1));
+        f[r] = m == int32_t(M) ? int32_t(K) : m - int32_t(C - 1);
+      }
+      for (int64_t j = 0; j < C; j++) {
+        T *Vj = V + (i * C + j) * rows;
+        const T *Fj = F.data() + j * (Q + 1);
+        for (int64_t r = 0; r < rows; r++) {
+          const T *c = Fj + at[r];
+          T y = c[Q];
+          for (int64_t q = Q - 1; q >= 0; q--) y = y * v[r] + c[q];
+          Vj[r] = y;
+        }
+      }
+    }
+  }
+};
+
+template <typename T> struct BsplinePP {
+  static constexpr int MAX_DEGREE = BsplinePieces<T>::MAX_DEGREE;
+  int64_t in, out, M, Q, S;               // S = out (Q + 1), the row of one interval
+  bool base;                              // the last function is silu(x), weights wb
+  BsplinePieces<T> pieces;
+  std::vector<T> A;                       // (in, M + 1, out, Q + 1)
+  std::vector<T> wb;                      // (in, out): c[o, i, K - 1] with a base
+
+  static bool applies(const Basis<T> &b, int64_t out) { return out >= 1 && BsplinePieces<T>::applies(b); }
+
+  // c: (out, in, K) contiguous
+  BsplinePP(const Basis<T> &b, const T *c, int64_t out_)
+      : in(b.in), out(out_), M(b.grid_len - 1), Q(b.order - b.deriv), S(out_ * (b.order - b.deriv + 1)), base(b.base),
+        pieces(b), A(b.in * b.grid_len * out_ * (b.order - b.deriv + 1), T(0)), wb(b.base ? b.in * out_ : 0)
+  {
+    const int64_t p = b.order, KC = b.K, K = pieces.K, C = pieces.C;    // KC: c's last dimension
+    for (int64_t i = 0; i < in; i++)
+      for (int64_t m = 0; m < M; m++)
+        for (int64_t o = 0; o < out; o++)
+          for (int64_t e = 0; e <= Q; e++) {
+            double sum = 0.0;
+            for (int64_t j = 0; j < C; j++) {
+              const int64_t k = m - p + j;
+              if (k >= 0 && k < K)
+                sum += double(c[(o * in + i) * KC + k]) * double(pieces.F[((i * (M + 1) + m) * C + j) * (Q + 1) + e]);
+            }
+            A[((i * (M + 1) + m) * out + o) * (Q + 1) + e] = T(sum);
+          }
+    if (base)
+      for (int64_t i = 0; i < in; i++)
+        for (int64_t o = 0; o < out; o++) wb[i * out + o] = c[(o * in + i) * KC + KC - 1];
+  }
+
+  void locate(const T *x, int64_t rows, int64_t i, int32_t *at, T *v) const
+  {
+    pieces.locate(x, rows, i, int32_t(S), at, v);
   }
 
   // P_{o,i,m(r)}(u) by Horner on the row A[at[r] + q] (u: the position v that locate gives), plus b s[r]

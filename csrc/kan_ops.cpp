@@ -140,6 +140,15 @@ __attribute__((noinline)) void reduce_columns(const T *__restrict f, const T *__
 // Narrow Gaussian contractions are fused end to end (gaussian_narrow.h)
 bool narrow_gaussian(int64_t kind, int64_t out) { return (kind & KIND_MASK) == GAUSSIAN && out < GEMM_MIN_OUT; }
 
+// Piecewise polynomials for the B-spline values of a block when some knots are not uniform: de Boor's
+// triangle divides by knot spans there (uniform knots have closed forms: Basis::eval_block)
+template <typename T> std::unique_ptr<BsplinePieces<T>> pieces_for(const Basis<T> &b)
+{
+  if (!BsplinePieces<T>::applies(b) || std::all_of(b.uniform.begin(), b.uniform.end(), [](char u) { return u != 0; }))
+    return nullptr;
+  return std::make_unique<BsplinePieces<T>>(b);
+}
+
 // Narrow B-splines on uniform knots take the piecewise-polynomial path, their silu base included
 bool takes_pp(const Tensor &x, const Tensor &grid, const Tensor &aux, int64_t kind, int64_t order, int64_t deriv,
               int64_t out)
@@ -181,6 +190,9 @@ template <typename T> struct Block {
   std::vector<int32_t> first;    // 32-bit: the gathers by it vectorise with dword indices
   std::unique_ptr<GaussianRows<T>> gaussian;
   bool cubic;    // uniform cubic B-splines: dense rows in closed form
+  const BsplinePieces<T> *pieces = nullptr;    // B-spline values from piecewise polynomials (pieces_for)
+  std::vector<int32_t> at;                     // their scratch
+  std::vector<T> v;
 
   Block(const Basis<T> &b, int64_t in_, int64_t R_)
       : basis(b), in(in_), K(b.K), C(b.count()), xT(b.dense() ? 0 : in_ * R_),
@@ -197,6 +209,12 @@ template <typename T> struct Block {
   {
     for (int64_t r = 0; r < rows; r++)
       for (int64_t i = 0; i < in; i++) xT[i * rows + r] = x[(n0 + r) * in + i];
+    if (pieces) {
+      at.resize(rows);
+      v.resize(rows);
+      pieces->eval_block(xT.data(), rows, V.data(), first.data(), at.data(), v.data());
+      return;
+    }
     basis.eval_block(xT.data(), rows, V.data(), first.data(), s1.data(), s2.data());
   }
 
@@ -344,8 +362,10 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
                                 : block_coeff(coeff_, basis, outP, 1, Kd * outP);
     const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = gemm ? nullptr : cP.data_ptr<scalar_t>();
     scalar_t *y_p = y.data_ptr<scalar_t>();
+    const auto pieces = pieces_for(basis);
     at::parallel_for(0, (L.N + R - 1) / R, 1, [&](int64_t b0, int64_t b1) {
       Block<scalar_t> blk(basis, L.in, R);
+      blk.pieces = pieces.get();
       scalar_t *phi = gemm ? scratch<scalar_t>(BLOCK, R * Kd) : nullptr;
       for (int64_t b = b0; b < b1; b++) {
         const int64_t n0 = b * R, rows = std::min(R, L.N - n0);
@@ -447,8 +467,10 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
     const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = gemm ? nullptr : cP.data_ptr<scalar_t>();
     const scalar_t *g_p = g.data_ptr<scalar_t>(), *cd_p = c2;
     scalar_t *z_p = z.data_ptr<scalar_t>();
+    const auto pieces = pieces_for(basis);
     at::parallel_for(0, (L.N + R - 1) / R, 1, [&](int64_t b0, int64_t b1) {
       Block<scalar_t> blk(basis, L.in, R);
+      blk.pieces = pieces.get();
       // k-major blocks reduce over k as they contract (narrow: k_major_axpy; wide, with whole vectors of
       // inputs: small_gemm_k_reduce); the others form m = g c first. A narrow GEMM-path output is Fourier
       // (Gaussians took the fused path, B-splines the sparse one), so k-major.
@@ -550,11 +572,13 @@ Tensor kan_coeff_grad_cpu(const Tensor &x_, const Tensor &g_, const c10::optiona
       });
       return;
     }
+    const auto pieces = pieces_for(basis);
     at::parallel_for(0, (L.N + R - 1) / R, 1, [&](int64_t b0, int64_t b1) {
       Tensor &acc = partial[at::get_thread_num()];
       if (!acc.defined()) acc = gemm ? at::zeros({out, L.in * L.K}, x.options()) : at::zeros({L.in, KP, out}, x.options());
       scalar_t *a_p = acc.data_ptr<scalar_t>();
       Block<scalar_t> blk(basis, L.in, R);
+      blk.pieces = pieces.get();
       const int64_t Kd = L.in * L.K;
       // phi is small_gemm's B operand: whole vectors past its last row are read
       scalar_t *phi = gemm ? scratch<scalar_t>(BLOCK, R * Kd + simd_width<scalar_t>()) : nullptr;
