@@ -36,4 +36,12 @@ inline void check_inputs(const Tensor &x, const Tensor &grid, const Tensor &aux,
               " differs from x dtype ", x.scalar_type());
 }
 
+// the optional per-(n, i) weight of kan_forward / kan_coeff_grad: x's shape and dtype
+inline void check_weight(const Tensor &x, const Tensor &w)
+{
+  TORCH_CHECK(!w.defined() || (w.sizes() == x.sizes() && w.scalar_type() == x.scalar_type()),
+              "kan_mlip: weight must be like x ", x.sizes(), " ", x.scalar_type(), ", got ", w.sizes(), " ",
+              w.scalar_type());
+}
+
 }    // namespace kan_mlip

@@ -307,6 +307,7 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
   TORCH_CHECK(L.K <= MAX_COUNT, "kan_mlip: at most ", MAX_COUNT, " basis functions per input, got ", L.K);
   const int64_t out = coeff_.size(0);
   const Tensor w = w_.has_value() && w_->defined() ? w_->contiguous() : Tensor();
+  check_weight(x, w);
   if (separate_base(kind) && !takes_pp(x, grid, aux, kind, order, deriv, out)) {
     const Tensor c = coeff_.detach();
     Tensor y = kan_forward_cpu(x, c.narrow(2, 0, L.K - 1).contiguous(), w_, grid, aux, kind & ~BASE_SILU, order, deriv);
@@ -547,6 +548,7 @@ Tensor kan_coeff_grad_cpu(const Tensor &x_, const Tensor &g_, const c10::optiona
   const int64_t out = g_.size(1);
   const Tensor g = g_.detach().contiguous();    // BLAS out= calls below: no autograd in kernels
   const Tensor w = w_.has_value() && w_->defined() ? w_->contiguous() : Tensor();
+  check_weight(x, w);
   if (separate_base(kind)) {
     const Tensor spline = kan_coeff_grad_cpu(x, g, w_, grid, aux, kind & ~BASE_SILU, order, deriv);
     const Tensor base = at::mm(g.t(), silu_values(x, grid, aux, kind, order, deriv, w));

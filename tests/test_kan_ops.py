@@ -161,6 +161,7 @@ def test_force_matching_gradient_equals_reference_and_is_not_zero():
 
 
 def test_bad_op_arguments_raise_not_crash():
+    assert fused_ops_available()
     ops = torch.ops.kan_mlip
     x = torch.randn(4, 3, dtype=torch.float64)
     grid = torch.randn(3, 8, dtype=torch.float64)
@@ -174,6 +175,12 @@ def test_bad_op_arguments_raise_not_crash():
         ops.kan_forward(x, torch.randn(2, 3, 8, dtype=torch.float64), None, grid, torch.zeros(0, dtype=torch.float64), 1, 0, 0)
     with pytest.raises(RuntimeError, match="grid"):
         ops.kan_forward(x, torch.randn(2, 3, 8, dtype=torch.float64), None, grid[:2], torch.zeros(0, dtype=torch.float64), 0, 3, 0)
+    aux, c = torch.ones(3, 1, dtype=torch.float64), torch.randn(2, 3, 8, dtype=torch.float64)
+    for w in (torch.ones(4, 2, dtype=torch.float64), torch.ones(4, 3, dtype=torch.float32)):  # wrong shape / dtype
+        with pytest.raises(RuntimeError, match="weight must be like x"):
+            ops.kan_forward(x, c, w, grid, aux, 1, 0, 0)
+        with pytest.raises(RuntimeError, match="weight must be like x"):
+            ops.kan_coeff_grad(x, torch.randn(4, 2, dtype=torch.float64), w, grid, aux, 1, 0, 0)
 
 
 def test_layer_unpickled_without_the_ops_falls_back_to_the_reference(monkeypatch):

@@ -72,6 +72,7 @@ Tensor kan_forward_cuda(const Tensor &x_, const Tensor &coeff_, const c10::optio
   const c10::cuda::CUDAGuard guard(x_.device());
   const Tensor x = x_.contiguous(), coeff = coeff_.contiguous(), grid = grid_.contiguous(), aux = aux_.contiguous();
   const Tensor w = optional_weight(w_);
+  check_weight(x, w);
   const int64_t K = num_basis(kind, grid, order);
   TORCH_CHECK(coeff.dim() == 3 && coeff.size(1) == x.size(1) && coeff.size(2) == K,
               "kan_mlip::kan_forward: coeff must be (out, ", x.size(1), ", ", K, "), got ", coeff.sizes());
@@ -111,6 +112,7 @@ Tensor kan_coeff_grad_cuda(const Tensor &x_, const Tensor &g_, const c10::option
   const c10::cuda::CUDAGuard guard(x_.device());
   const Tensor x = x_.contiguous(), g = g_.contiguous(), grid = grid_.contiguous(), aux = aux_.contiguous();
   const Tensor w = optional_weight(w_);
+  check_weight(x, w);
   const int64_t K = num_basis(kind, grid, order);
   TORCH_CHECK(g.dim() == 2 && g.size(0) == x.size(0),
               "kan_mlip::kan_coeff_grad: grad_out must be (", x.size(0), ", out), got ", g.sizes());
