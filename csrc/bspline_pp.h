@@ -23,18 +23,20 @@ namespace kan_mlip {
 // The p + 1 nonzero functions of every knot interval as polynomials in v: F[i, m, j, e] is the v^e
 // coefficient of function m - p + j, derivative d. Used alone (Block::evaluate: the values Basis::eval_block
 // gives, without de Boor's divisions on non-uniform knots) and contracted with coefficients (BsplinePP).
+// B-splines whose pieces have degree Q = order - deriv <= 5 (higher ones keep the de Boor path)
+inline bool pieces_apply(int64_t kind, int64_t order, int64_t deriv, int64_t grid_len)
+{
+  return (kind & KIND_MASK) == BSPLINE && deriv <= order && order - deriv <= 5 && grid_len >= 2;
+}
+
 template <typename T> struct BsplinePieces {
-  static constexpr int MAX_DEGREE = 5;    // Q: higher orders keep the de Boor path
   int64_t in, M, Q, C, K;                 // M intervals per input; C = p + 1 functions per interval
   std::vector<T> F;                       // (in, M + 1, C, Q + 1); interval M (outside) all zero
   std::vector<T> t0, tl, inv_h;           // per input: first and last knot, 1 / h (uniform knots)
   std::vector<T> inv_hm;                  // (in, M): 1 / h_m (0 for empty intervals)
   const Basis<T> &basis;
 
-  static bool applies(const Basis<T> &b)
-  {
-    return b.kind == BSPLINE && b.deriv <= b.order && b.order - b.deriv <= MAX_DEGREE && b.grid_len >= 2;
-  }
+  static bool applies(const Basis<T> &b) { return pieces_apply(b.kind, b.order, b.deriv, b.grid_len); }
 
   explicit BsplinePieces(const Basis<T> &b)
       : in(b.in), M(b.grid_len - 1), Q(b.order - b.deriv), C(b.order + 1), K(b.K - (b.base ? 1 : 0)),
@@ -134,21 +136,17 @@ template <typename T> struct BsplinePieces {
 };
 
 template <typename T> struct BsplinePP {
-  static constexpr int MAX_DEGREE = BsplinePieces<T>::MAX_DEGREE;
-  int64_t in, out, M, Q, S;               // S = out (Q + 1), the row of one interval
-  bool base;                              // the last function is silu(x), weights wb
-  BsplinePieces<T> pieces;
+  BsplinePieces<T> pieces;                // its sizes: in, M intervals, degree Q
+  int64_t out, S;                         // S = out (Q + 1), the row of one interval
   std::vector<T> A;                       // (in, M + 1, out, Q + 1)
-  std::vector<T> wb;                      // (in, out): c[o, i, K - 1] with a base
-
-  static bool applies(const Basis<T> &b, int64_t out) { return out >= 1 && BsplinePieces<T>::applies(b); }
+  std::vector<T> wb;                      // (in, out): c[o, i, K - 1] with a silu base, else empty
 
   // c: (out, in, K) contiguous
   BsplinePP(const Basis<T> &b, const T *c, int64_t out_)
-      : in(b.in), out(out_), M(b.grid_len - 1), Q(b.order - b.deriv), S(out_ * (b.order - b.deriv + 1)), base(b.base),
-        pieces(b), A(b.in * b.grid_len * out_ * (b.order - b.deriv + 1), T(0)), wb(b.base ? b.in * out_ : 0)
+      : pieces(b), out(out_), S(out_ * (pieces.Q + 1)), A(b.in * b.grid_len * S, T(0)), wb(b.base ? b.in * out_ : 0)
   {
-    const int64_t p = b.order, KC = b.K, K = pieces.K, C = pieces.C;    // KC: c's last dimension
+    const int64_t in = pieces.in, M = pieces.M, Q = pieces.Q, C = pieces.C, K = pieces.K;
+    const int64_t p = C - 1, KC = b.K;    // KC: c's last dimension
     for (int64_t i = 0; i < in; i++)
       for (int64_t m = 0; m < M; m++)
         for (int64_t o = 0; o < out; o++)
@@ -161,18 +159,20 @@ template <typename T> struct BsplinePP {
             }
             A[((i * (M + 1) + m) * out + o) * (Q + 1) + e] = T(sum);
           }
-    if (base)
+    if (b.base)
       for (int64_t i = 0; i < in; i++)
         for (int64_t o = 0; o < out; o++) wb[i * out + o] = c[(o * in + i) * KC + KC - 1];
   }
+
+  bool base() const { return !wb.empty(); }
+  const T *base_weights(int64_t i) const { return base() ? wb.data() + i * out : nullptr; }
 
   void locate(const T *x, int64_t rows, int64_t i, int32_t *at, T *v) const
   {
     pieces.locate(x, rows, i, int32_t(S), at, v);
   }
 
-  // P_{o,i,m(r)}(u) by Horner on the row A[at[r] + q] (u: the position v that locate gives), plus b s[r]
-  // with a base (BASE)
+  // P_{o,i,m}(u) by Horner on the row A[at + q] (u: the position v that locate gives), plus b s with a base
   template <int QC, bool BASE>
   static inline __attribute__((always_inline)) T value(const T *__restrict A, int32_t at, T u, T b, T s)
   {
@@ -181,49 +181,60 @@ template <typename T> struct BsplinePP {
     return BASE ? v + b * s : v;
   }
 
-  // y[r * out + o] += w[r * w_stride] (P_{o,i,m(r)}(u_r) + wb[o] s[r]) for one input i: WEIGHT says w is
-  // given, BASE that s (silu^(d) of the inputs) and wb (the base weights of input i) are.
-  // Scalar on purpose: vectorised, GCC gathers the rows of A (vgatherdpd), which measured slower than
-  // scalar loads (20000 x 64 -> 1, 1 thread, float32 forward: 3.1-3.3 ms gathered, 2.5 ms scalar).
+  // For one input i: y[r * out + o] += w[r * w_stride] (P_{o,i,m(r)}(u_r) + wb[o] s[r]); w is nullptr
+  // without a weight, wb (base_weights(i)) without a base, and then s is not read.
+  template <int QC> static void accumulate(const T *A, const int32_t *at, const T *u, const T *s, const T *wb,
+                                           const T *w, int64_t w_stride, int64_t rows, int64_t out, T *y)
+  {
+    // compiled per case: runtime tests of w and wb in the loop made it ~15% slower (2.5 -> 2.9-3.0 ms)
+    if (wb)
+      w ? accumulate_rows<QC, true, true>(A, at, u, s, wb, w, w_stride, rows, out, y)
+        : accumulate_rows<QC, true, false>(A, at, u, s, wb, w, w_stride, rows, out, y);
+    else
+      w ? accumulate_rows<QC, false, true>(A, at, u, s, wb, w, w_stride, rows, out, y)
+        : accumulate_rows<QC, false, false>(A, at, u, s, wb, w, w_stride, rows, out, y);
+  }
+
+  // z[r] = sum_o g[r * out + o] (P_{o,i,m(r)}(u_r) + wb[o] s[r]) for one input i (wb, s as accumulate)
+  template <int QC> static void contract(const T *A, const int32_t *at, const T *u, const T *s, const T *wb,
+                                         const T *g, int64_t rows, int64_t out, T *z)
+  {
+    wb ? contract_rows<QC, true>(A, at, u, s, wb, g, rows, out, z) : contract_rows<QC, false>(A, at, u, s, wb, g, rows, out, z);
+  }
+
+  // The loops, scalar on purpose: vectorised, GCC gathers the rows of A (vgatherdpd), which measured
+  // slower than scalar loads (20000 x 64 -> 1, 1 thread, float32 forward: 3.1-3.3 ms gathered, 2.5 ms scalar).
   template <int QC, bool BASE, bool WEIGHT>
-  static __attribute__((noinline, optimize("no-tree-vectorize"))) void accumulate(const T *__restrict A, const int32_t *__restrict at,
-                                                   const T *__restrict u, const T *__restrict s, const T *__restrict wb,
-                                                   const T *__restrict w, int64_t w_stride, int64_t rows, int64_t out,
-                                                   T *__restrict y)
+  static __attribute__((noinline, optimize("no-tree-vectorize"))) void
+  accumulate_rows(const T *__restrict A, const int32_t *__restrict at, const T *__restrict u, const T *__restrict s,
+                  const T *__restrict wb, const T *__restrict w, int64_t w_stride, int64_t rows, int64_t out,
+                  T *__restrict y)
   {
     for (int64_t o = 0; o < out; o++) {
       const T *Ao = A + o * (QC + 1), b = BASE ? wb[o] : T(0);
-      if (out == 1)
-        for (int64_t r = 0; r < rows; r++) {
-          const T v = value<QC, BASE>(Ao, at[r], u[r], b, BASE ? s[r] : T(0));
-          y[r] += WEIGHT ? w[r * w_stride] * v : v;
-        }
-      else
-        for (int64_t r = 0; r < rows; r++) {
-          const T v = value<QC, BASE>(Ao, at[r], u[r], b, BASE ? s[r] : T(0));
-          y[r * out + o] += WEIGHT ? w[r * w_stride] * v : v;
-        }
+      for (int64_t r = 0; r < rows; r++) {
+        const T v = value<QC, BASE>(Ao, at[r], u[r], b, BASE ? s[r] : T(0));
+        y[r * out + o] += WEIGHT ? w[r * w_stride] * v : v;
+      }
     }
   }
 
-  // z[r] = sum_o g[r * out + o] (P_{o,i,m(r)}(u_r) + wb[o] s[r]) for one input i
   template <int QC, bool BASE>
-  static __attribute__((noinline, optimize("no-tree-vectorize"))) void contract(const T *__restrict A, const int32_t *__restrict at,
-                                                 const T *__restrict u, const T *__restrict s, const T *__restrict wb,
-                                                 const T *__restrict g, int64_t rows, int64_t out, T *__restrict z)
+  static __attribute__((noinline, optimize("no-tree-vectorize"))) void
+  contract_rows(const T *__restrict A, const int32_t *__restrict at, const T *__restrict u, const T *__restrict s,
+                const T *__restrict wb, const T *__restrict g, int64_t rows, int64_t out, T *__restrict z)
   {
     for (int64_t r = 0; r < rows; r++) z[r] = T(0);
     for (int64_t o = 0; o < out; o++) {
       const T *Ao = A + o * (QC + 1), b = BASE ? wb[o] : T(0);
-      for (int64_t r = 0; r < rows; r++)
-        z[r] += g[r * out + o] * value<QC, BASE>(Ao, at[r], u[r], b, BASE ? s[r] : T(0));
+      for (int64_t r = 0; r < rows; r++) z[r] += g[r * out + o] * value<QC, BASE>(Ao, at[r], u[r], b, BASE ? s[r] : T(0));
     }
   }
 
   // fn(std::integral_constant<int, Q>) for this table's degree
   template <typename Fn> void dispatch(Fn &&fn) const
   {
-    switch (Q) {
+    switch (pieces.Q) {
       case 0: return fn(std::integral_constant<int, 0>());
       case 1: return fn(std::integral_constant<int, 1>());
       case 2: return fn(std::integral_constant<int, 2>());

@@ -149,20 +149,13 @@ template <typename T> std::unique_ptr<BsplinePieces<T>> pieces_for(const Basis<T
   return std::make_unique<BsplinePieces<T>>(b);
 }
 
-// Narrow B-splines on uniform knots take the piecewise-polynomial path, their silu base included
-bool takes_pp(const Tensor &x, const Tensor &grid, const Tensor &aux, int64_t kind, int64_t order, int64_t deriv,
-              int64_t out)
+// Narrow B-splines take the piecewise-polynomial path (any knots), their silu base included
+bool takes_pp(const Tensor &grid, int64_t kind, int64_t order, int64_t deriv, int64_t out)
 {
-  if ((kind & KIND_MASK) != BSPLINE || out >= GEMM_MIN_OUT) return false;
-  const Layout L = layout(x, grid, aux, kind, order);
-  bool pp = false;
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kan_pp", [&] {
-    pp = BsplinePP<scalar_t>::applies(make_basis<scalar_t>(L, grid, aux, kind, order, deriv), out);
-  });
-  return pp;
+  return out >= 1 && out < GEMM_MIN_OUT && pieces_apply(kind, order, deriv, grid.size(-1));
 }
 
-// Narrow B-splines on uniform knots as piecewise polynomials (bspline_pp.h), PP_ROWS rows per task.
+// Narrow B-splines as piecewise polynomials (bspline_pp.h), PP_ROWS rows per task.
 // fn(n0, rows, xT, at, u, s) per block: xT the block's inputs, input-major; at, u, s scratch for one input.
 constexpr int64_t PP_ROWS = 256;
 
@@ -308,7 +301,7 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
   const int64_t out = coeff_.size(0);
   const Tensor w = w_.has_value() && w_->defined() ? w_->contiguous() : Tensor();
   check_weight(x, w);
-  if (separate_base(kind) && !takes_pp(x, grid, aux, kind, order, deriv, out)) {
+  if (separate_base(kind) && !takes_pp(grid, kind, order, deriv, out)) {
     const Tensor c = coeff_.detach();
     Tensor y = kan_forward_cpu(x, c.narrow(2, 0, L.K - 1).contiguous(), w_, grid, aux, kind & ~BASE_SILU, order, deriv);
     return y.addmm_(silu_values(x, grid, aux, kind, order, deriv, w), c.select(2, L.K - 1).t());
@@ -329,7 +322,7 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
       });
       return;
     }
-    if (!gemm && BsplinePP<scalar_t>::applies(basis, out)) {
+    if (takes_pp(grid, kind, order, deriv, out)) {
       const Tensor c = coeff_.detach().contiguous();
       const BsplinePP<scalar_t> P(basis, c.data_ptr<scalar_t>(), out);
       scalar_t *y_p = y.data_ptr<scalar_t>();
@@ -338,15 +331,10 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
                                                           scalar_t *u, scalar_t *sv) {
           for (int64_t i = 0; i < L.in; i++) {
             P.locate(xT + i * rows, rows, i, at, u);
-            if (P.base) silu_fill(basis, xT + i * rows, sv, rows);
-            const scalar_t *wb = P.wb.data() + i * out, *wi = w_p ? w_p + n0 * L.in + i : nullptr;
-            scalar_t *yb = y_p + n0 * out;
-            if (P.base)
-              wi ? BsplinePP<scalar_t>::template accumulate<q(), true, true>(P.A.data(), at, u, sv, wb, wi, L.in, rows, out, yb)
-                 : BsplinePP<scalar_t>::template accumulate<q(), true, false>(P.A.data(), at, u, sv, wb, wi, L.in, rows, out, yb);
-            else
-              wi ? BsplinePP<scalar_t>::template accumulate<q(), false, true>(P.A.data(), at, u, sv, wb, wi, L.in, rows, out, yb)
-                 : BsplinePP<scalar_t>::template accumulate<q(), false, false>(P.A.data(), at, u, sv, wb, wi, L.in, rows, out, yb);
+            if (P.base()) silu_fill(basis, xT + i * rows, sv, rows);
+            BsplinePP<scalar_t>::template accumulate<q()>(P.A.data(), at, u, sv, P.base_weights(i),
+                                                           w_p ? w_p + n0 * L.in + i : nullptr, L.in, rows, out,
+                                                           y_p + n0 * out);
           }
         });
       });
@@ -417,7 +405,7 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
   TORCH_CHECK(g_.dim() == 2 && g_.size(0) == L.N && g_.size(1) == out, "kan_mlip::kan_input_grad: grad_out must be (",
               L.N, ", ", out, "), got ", g_.sizes());
   const Tensor g = g_.detach().contiguous();    // BLAS out= calls below: no autograd in kernels
-  if (separate_base(kind) && !takes_pp(x, grid, aux, kind, order, deriv, out)) {
+  if (separate_base(kind) && !takes_pp(grid, kind, order, deriv, out)) {
     const Tensor c = coeff_.detach();
     Tensor z = kan_input_grad_cpu(x, c.narrow(2, 0, L.K - 1).contiguous(), g, grid, aux, kind & ~BASE_SILU, order, deriv);
     return z.add_(silu_values(x, grid, aux, kind, order, deriv, Tensor()) * at::mm(g, c.select(2, L.K - 1)));
@@ -437,7 +425,7 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
       });
       return;
     }
-    if (!gemm && BsplinePP<scalar_t>::applies(basis, out)) {
+    if (takes_pp(grid, kind, order, deriv, out)) {
       const Tensor c = coeff_.detach().contiguous();
       const BsplinePP<scalar_t> P(basis, c.data_ptr<scalar_t>(), out);
       const scalar_t *g_p = g.data_ptr<scalar_t>();
@@ -448,13 +436,9 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
           scalar_t *zi = scratch<scalar_t>(BLOCK, rows);
           for (int64_t i = 0; i < L.in; i++) {
             P.locate(xT + i * rows, rows, i, at, u);
-            if (P.base) silu_fill(basis, xT + i * rows, sv, rows);
-            if (P.base)
-              BsplinePP<scalar_t>::template contract<q(), true>(P.A.data(), at, u, sv, P.wb.data() + i * out, g_p + n0 * out,
-                                                                rows, out, zi);
-            else
-              BsplinePP<scalar_t>::template contract<q(), false>(P.A.data(), at, u, sv, P.wb.data(), g_p + n0 * out, rows,
-                                                                 out, zi);
+            if (P.base()) silu_fill(basis, xT + i * rows, sv, rows);
+            BsplinePP<scalar_t>::template contract<q()>(P.A.data(), at, u, sv, P.base_weights(i), g_p + n0 * out, rows,
+                                                         out, zi);
             for (int64_t r = 0; r < rows; r++) z_p[(n0 + r) * L.in + i] = zi[r];
           }
         });

@@ -164,7 +164,6 @@ class KANLinear(torch.nn.Module):
         # a layer pickled with the fused ops, unpickled where they are not built: same numbers by the reference
         super().__setstate__(state)
         self.__dict__.setdefault("fused_base", False)
-        self.__dict__.setdefault("fused_cuda", False)
         if self.__dict__.get("fused", False) and not fused_ops_available():
             self.fused = False
             self.fused_base = False
