@@ -19,6 +19,7 @@ import torch
 
 from kan_mlip.nn import KANLinear
 from kan_mlip.nn.ops import BASE_SILU, BASIS_KIND
+from test_kan_ops import derivatives  # values, forces and force-training gradients of a layer
 
 ROOT = Path(__file__).resolve().parents[1]
 EMULATION = ROOT / "tests" / "cuda_emulation"
@@ -178,12 +179,6 @@ def test_kan_layer_on_cuda_equals_cpu_to_second_order(basis):
     torch.manual_seed(0)
     layer = KANLinear(16, 9, basis=basis).double()
     x = torch.randn(200, 16, dtype=torch.float64) * 1.5
-
-    def derivatives(layer, x):
-        x = x.clone().requires_grad_(True)
-        y = layer(x)
-        (dx,) = torch.autograd.grad((y * y).sum(), x, create_graph=True)
-        return [y, dx, *torch.autograd.grad((dx * dx).sum() + y.sum(), [x, *layer.parameters()])]
 
     want = derivatives(layer, x)
     got = derivatives(layer.cuda(), x.cuda())
