@@ -11,6 +11,7 @@
 // basis functions (order + 1 for B-splines) and contracts them with the coefficients directly.
 
 #include "bspline_pp.h"
+#include "bspline_wide.h"
 #include "gaussian_narrow.h"
 #include "gaussian_rows.h"
 #include "kan_basis.h"
@@ -98,8 +99,9 @@ const T *block_coeff(const Tensor &coeff, const Basis<T> &basis, int64_t col_str
   return dst;
 }
 
-// Narrow B-spline contractions (out < GEMM_MIN_OUT) use only each element's order + 1 nonzero
-// functions; dense bases, and wide outputs, go through BLAS on a dense block.
+// B-spline values and input gradients use only each element's order + 1 nonzero functions: narrow outputs
+// (out < GEMM_MIN_OUT) as piecewise polynomials or gathers, wide ones by bspline_wide.h. Dense bases, and
+// B-spline coefficient gradients, contract a dense block with a GEMM (small_gemm.h).
 constexpr int64_t GEMM_MIN_OUT = 8;
 
 bool use_gemm(int64_t kind, int64_t out) { return (kind & KIND_MASK) != BSPLINE || out >= GEMM_MIN_OUT; }
@@ -198,17 +200,20 @@ template <typename T> struct Block {
   }
 
   // structure of arrays, input-major (B-splines): V[(i * C + j) * rows + r], first[i * rows + r]
-  void evaluate(const T *x, int64_t n0, int64_t rows)
+  // stride: the row stride of xT, V and first (default rows); rows past `rows` are evaluated at x = 0
+  void evaluate(const T *x, int64_t n0, int64_t rows, int64_t stride = 0)
   {
+    if (stride == 0) stride = rows;
     for (int64_t r = 0; r < rows; r++)
-      for (int64_t i = 0; i < in; i++) xT[i * rows + r] = x[(n0 + r) * in + i];
+      for (int64_t i = 0; i < in; i++) xT[i * stride + r] = x[(n0 + r) * in + i];
+    for (int64_t i = 0; i < in; i++) std::fill(xT.data() + i * stride + rows, xT.data() + (i + 1) * stride, T(0));
     if (pieces) {
-      at.resize(rows);
-      v.resize(rows);
-      pieces->eval_block(xT.data(), rows, V.data(), first.data(), at.data(), v.data());
+      at.resize(stride);
+      v.resize(stride);
+      pieces->eval_block(xT.data(), stride, V.data(), first.data(), at.data(), v.data());
       return;
     }
-    basis.eval_block(xT.data(), rows, V.data(), first.data(), s1.data(), s2.data());
+    basis.eval_block(xT.data(), stride, V.data(), first.data(), s1.data(), s2.data());
   }
 
   // row-major dense block phi[r, column(i, k)] = w[n, i] phi_k(x[n, i]), what the GEMM contracts
@@ -289,6 +294,45 @@ Tensor silu_values(const Tensor &x, const Tensor &grid, const Tensor &aux, int64
   return w.defined() ? s * w : s;
 }
 
+// Wide B-splines contract only each element's nonzero functions, their silu base included (bspline_wide.h)
+bool takes_wide(int64_t kind, int64_t out) { return (kind & KIND_MASK) == BSPLINE && out >= GEMM_MIN_OUT; }
+
+// Rows per block of the wide path: its values (V, in * 5 per row) and outputs stay in L2
+constexpr int64_t WIDE_ROWS = 64;
+
+// fn(n0, rows, V, key, s, mask) per block of WIDE_ROWS rows, its values as WideBspline reads them (s:
+// silu^(d) when the basis has the base; mask: scratch for WideBspline::bucket_masks)
+template <typename T, typename Fn>
+void wide_blocks(const Basis<T> &basis, const WideBspline<T> &B, const T *x, int64_t N, int64_t in, Fn &&fn)
+{
+  const auto pieces = pieces_for(basis);
+  const std::unique_ptr<CubicRows<T>> cubic = basis.dense_cubic() ? std::make_unique<CubicRows<T>>(basis) : nullptr;
+  at::parallel_for(0, (N + WIDE_ROWS - 1) / WIDE_ROWS, 1, [&](int64_t b0, int64_t b1) {
+    std::unique_ptr<Block<T>> blk = cubic ? nullptr : std::make_unique<Block<T>>(basis, in, WIDE_ROWS);
+    if (blk) blk->pieces = pieces.get();
+    const int64_t C = B.C;
+    std::vector<T> V(std::max<int64_t>(1, WIDE_ROWS * C * in)), s(basis.base ? WIDE_ROWS * in : 0);
+    std::vector<int32_t> key(WIDE_ROWS * in);
+    std::vector<uint64_t> mask(B.buckets());
+    for (int64_t b = b0; b < b1; b++) {
+      const int64_t n0 = b * WIDE_ROWS, rows = std::min(WIDE_ROWS, N - n0);
+      const T *xb = x + n0 * in;
+      if (cubic) {
+        cubic->template evaluate<WIDE_ROWS>(xb, rows, V.data(), key.data(), basis.base ? s.data() : nullptr);
+      } else {    // input-major values, transposed
+        blk->evaluate(x, n0, rows, WIDE_ROWS);
+        for (int64_t i = 0; i < in; i++)
+          for (int64_t r = 0; r < rows; r++) {
+            for (int64_t j = 0; j < C; j++) V[(r * C + j) * in + i] = blk->V[(i * C + j) * WIDE_ROWS + r];
+            key[i * WIDE_ROWS + r] = blk->first[i * WIDE_ROWS + r] + int32_t(B.order);
+          }
+        if (basis.base) silu_fill(basis, xb, s.data(), rows * in);
+      }
+      fn(n0, rows, V.data(), key.data(), basis.base ? s.data() : nullptr, mask.data());
+    }
+  });
+}
+
 Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::optional<Tensor> &w_, const Tensor &grid_,
                        const Tensor &aux_, int64_t kind, int64_t order, int64_t deriv)
 {
@@ -301,7 +345,7 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
   const int64_t out = coeff_.size(0);
   const Tensor w = w_.has_value() && w_->defined() ? w_->contiguous() : Tensor();
   check_weight(x, w);
-  if (separate_base(kind) && !takes_pp(grid, kind, order, deriv, out)) {
+  if (separate_base(kind) && !takes_pp(grid, kind, order, deriv, out) && !takes_wide(kind, out)) {
     const Tensor c = coeff_.detach();
     Tensor y = kan_forward_cpu(x, c.narrow(2, 0, L.K - 1).contiguous(), w_, grid, aux, kind & ~BASE_SILU, order, deriv);
     return y.addmm_(silu_values(x, grid, aux, kind, order, deriv, w), c.select(2, L.K - 1).t());
@@ -336,6 +380,26 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
                                                            w_p ? w_p + n0 * L.in + i : nullptr, L.in, rows, out,
                                                            y_p + n0 * out);
           }
+        });
+      });
+      return;
+    }
+    if (takes_wide(kind, out)) {
+      const Tensor c = coeff_.detach().contiguous();
+      const WideBspline<scalar_t> B(c.data_ptr<scalar_t>(), out, L.in, L.K, basis.base, order, C);
+      scalar_t *y_p = y.data_ptr<scalar_t>();
+      B.dispatch([&](auto cc, auto base) {
+        wide_blocks(basis, B, x.data_ptr<scalar_t>(), L.N, L.in, [&](int64_t n0, int64_t rows, const scalar_t *V,
+                                                                     const int32_t *key, const scalar_t *s,
+                                                                     uint64_t *mask) {
+          scalar_t *yb = scratch<scalar_t>(PRODUCT, rows * B.outP);
+          std::fill(yb, yb + rows * B.outP, scalar_t(0));
+          if (w_p)
+            B.template forward<cc(), base(), true, WIDE_ROWS>(V, key, s, w_p + n0 * L.in, rows, mask, yb);
+          else
+            B.template forward<cc(), base(), false, WIDE_ROWS>(V, key, s, nullptr, rows, mask, yb);
+          for (int64_t r = 0; r < rows; r++)
+            std::copy(yb + r * B.outP, yb + r * B.outP + out, y_p + (n0 + r) * out);
         });
       });
       return;
@@ -405,7 +469,7 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
   TORCH_CHECK(g_.dim() == 2 && g_.size(0) == L.N && g_.size(1) == out, "kan_mlip::kan_input_grad: grad_out must be (",
               L.N, ", ", out, "), got ", g_.sizes());
   const Tensor g = g_.detach().contiguous();    // BLAS out= calls below: no autograd in kernels
-  if (separate_base(kind) && !takes_pp(grid, kind, order, deriv, out)) {
+  if (separate_base(kind) && !takes_pp(grid, kind, order, deriv, out) && !takes_wide(kind, out)) {
     const Tensor c = coeff_.detach();
     Tensor z = kan_input_grad_cpu(x, c.narrow(2, 0, L.K - 1).contiguous(), g, grid, aux, kind & ~BASE_SILU, order, deriv);
     return z.add_(silu_values(x, grid, aux, kind, order, deriv, Tensor()) * at::mm(g, c.select(2, L.K - 1)));
@@ -441,6 +505,26 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
                                                          out, zi);
             for (int64_t r = 0; r < rows; r++) z_p[(n0 + r) * L.in + i] = zi[r];
           }
+        });
+      });
+      return;
+    }
+    if (takes_wide(kind, out)) {
+      const Tensor c = coeff_.detach().contiguous();
+      const WideBspline<scalar_t> B(c.data_ptr<scalar_t>(), out, L.in, L.K, basis.base, order, C);
+      const scalar_t *g_p = g.data_ptr<scalar_t>();
+      scalar_t *z_p = z.data_ptr<scalar_t>();
+      B.dispatch([&](auto cc, auto base) {
+        wide_blocks(basis, B, x.data_ptr<scalar_t>(), L.N, L.in, [&](int64_t n0, int64_t rows, const scalar_t *V,
+                                                                     const int32_t *key, const scalar_t *s,
+                                                                     uint64_t *mask) {
+          scalar_t *gb = scratch<scalar_t>(PRODUCT, rows * B.outP);    // rows padded to whole vectors
+          for (int64_t r = 0; r < rows; r++) {
+            std::copy(g_p + (n0 + r) * out, g_p + (n0 + r + 1) * out, gb + r * B.outP);
+            std::fill(gb + r * B.outP + out, gb + (r + 1) * B.outP, scalar_t(0));
+          }
+          scalar_t *t = scratch<scalar_t>(BLOCK, rows * simd_width<scalar_t>() * simd_width<scalar_t>());
+          B.template input_grad<cc(), base(), WIDE_ROWS>(V, key, s, gb, rows, mask, t, z_p + n0 * L.in);
         });
       });
       return;

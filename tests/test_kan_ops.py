@@ -36,8 +36,9 @@ def derivatives(layer, x):
 
 @pytest.mark.parametrize("basis", BASES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-# (50, 32, 9): wide output with whole vectors of inputs, the input gradient reduced in the GEMM epilogue
-@pytest.mark.parametrize("n, in_f, out_f", [(0, 3, 2), (1, 1, 1), (7, 4, 3), (300, 16, 1), (130, 5, 17), (50, 32, 9)])
+# (50, 32, 9): wide output with whole vectors of inputs, the input gradient reduced in the GEMM epilogue;
+# (150, 11, 70): outputs in several register panels (wide B-splines: 4 vectors each), inputs a partial vector
+@pytest.mark.parametrize("n, in_f, out_f", [(0, 3, 2), (1, 1, 1), (7, 4, 3), (300, 16, 1), (130, 5, 17), (50, 32, 9), (150, 11, 70)])
 @pytest.mark.parametrize("scale", [0.8, 30.0])  # inside the grid / far outside
 def test_fused_equals_reference_to_second_order(basis, dtype, n, in_f, out_f, scale):
     ref, fused = pair(basis, in_f, out_f, dtype, zero_at_origin=True)
