@@ -248,8 +248,8 @@ typedef int32_t Int32HalfVec __attribute__((vector_size(SIMD_BYTES / 2)));
 typedef int32_t Int32Vec __attribute__((vector_size(SIMD_BYTES)));
 
 // A wide block's values for uniform cubic knots (Basis::dense_cubic: efficient-kan's default), in one pass
-// over each row's inputs in SIMD: the knot interval m and position u of Basis::eval_block, the cubics of
-// Basis::cubic_uniform, and silu^(d) (Basis::silu), written row-major as WideBspline reads them.
+// over each row's inputs in SIMD: the knot interval m and position u of Basis::eval_block and the cubics of
+// Basis::cubic_uniform, written as WideBspline reads them.
 template <typename T> struct CubicRows {
   using S = Simd<T>;
   using vec = typename S::vec;
@@ -270,9 +270,9 @@ template <typename T> struct CubicRows {
     }
   }
 
-  // rows [0, rows) of x (row-major, x[r * in + i]) -> V[(r * 4 + j) * in + i], s[r * in + i] and the keys
-  // first + 3 (the all-zero index K + 3 outside the knots) key[i * ROWS + r]
-  template <int D, int ROWS> void run(const T *x, int64_t rows, T *V, int32_t *key, T *s) const
+  // rows [0, rows) of x (row-major, x[r * in + i]) -> V[(r * 4 + j) * in + i] and the keys first + 3 (the
+  // all-zero index K + 3 outside the knots) key[i * ROWS + r]
+  template <int D, int ROWS> void run(const T *x, int64_t rows, T *V, int32_t *key) const
   {
     const T last = T(basis.grid_len - 2), sixth = T(1) / T(6);
     using ivec = typename std::conditional<sizeof(T) == 8, Int32HalfVec, Int32Vec>::type;
@@ -310,18 +310,17 @@ template <typename T> struct CubicRows {
         for (int j = 0; j < 4; j++) S::store_partial(V + (r * 4 + j) * in + i, inside ? v[j] * sc : vec{}, n);
         const ivec k = __builtin_convertvector(inside ? m : vec{} + T(sentinel + 3), ivec);    // first + 3
         for (int64_t l = 0; l < n; l++) key[(i + l) * ROWS + r] = k[l];
-        if (s) S::store_partial(s + r * in + i, basis.template silu<D>(xv), n);
       }
   }
 
   // run() for the basis' derivative order (0 .. 3)
-  template <int ROWS> void evaluate(const T *x, int64_t rows, T *V, int32_t *key, T *s) const
+  template <int ROWS> void evaluate(const T *x, int64_t rows, T *V, int32_t *key) const
   {
     switch (basis.deriv) {
-      case 0: return run<0, ROWS>(x, rows, V, key, s);
-      case 1: return run<1, ROWS>(x, rows, V, key, s);
-      case 2: return run<2, ROWS>(x, rows, V, key, s);
-      default: return run<3, ROWS>(x, rows, V, key, s);
+      case 0: return run<0, ROWS>(x, rows, V, key);
+      case 1: return run<1, ROWS>(x, rows, V, key);
+      case 2: return run<2, ROWS>(x, rows, V, key);
+      default: return run<3, ROWS>(x, rows, V, key);
     }
   }
 };

@@ -318,7 +318,7 @@ void wide_blocks(const Basis<T> &basis, const WideBspline<T> &B, const T *x, int
       const int64_t n0 = b * WIDE_ROWS, rows = std::min(WIDE_ROWS, N - n0);
       const T *xb = x + n0 * in;
       if (cubic) {
-        cubic->template evaluate<WIDE_ROWS>(xb, rows, V.data(), key.data(), basis.base ? s.data() : nullptr);
+        cubic->template evaluate<WIDE_ROWS>(xb, rows, V.data(), key.data());
       } else {    // input-major values, transposed
         blk->evaluate(x, n0, rows, WIDE_ROWS);
         for (int64_t i = 0; i < in; i++)
@@ -326,8 +326,8 @@ void wide_blocks(const Basis<T> &basis, const WideBspline<T> &B, const T *x, int
             for (int64_t j = 0; j < C; j++) V[(r * C + j) * in + i] = blk->V[(i * C + j) * WIDE_ROWS + r];
             key[i * WIDE_ROWS + r] = blk->first[i * WIDE_ROWS + r] + int32_t(B.order);
           }
-        if (basis.base) silu_fill(basis, xb, s.data(), rows * in);
       }
+      if (basis.base) silu_fill(basis, xb, s.data(), rows * in);    // a loop of its own: its exp chains overlap
       fn(n0, rows, V.data(), key.data(), basis.base ? s.data() : nullptr, mask.data());
     }
   });
