@@ -3,12 +3,12 @@
 // (rows, in * K) block, half of whose entries are zeros for efficient-kan's cubic default (K = 8):
 //   y[r, :]  += sum_i [ sum_j V_j(r, i) c[i, first(r, i) + j, :] + s(r, i) wb[i, :] ]
 //   z[r, i]   = g[r, :] . [ sum_j V_j(r, i) c[i, first(r, i) + j, :] + s(r, i) wb[i, :] ]
-// with s = silu^(d)(x). Input by input, a block's rows are sorted by their knot interval; the rows of one
+// with s = silu^(d)(x). Input by input, a block's rows are bucketed by their knot interval; the rows of one
 // interval share their order + 2 coefficient rows, which are held in registers while each row adds its
 // multiples of them (a GEMM-like inner loop: multiply-adds without memory operands).
 //
 // A block's values are row-major, V[(r * C + j) * in + i] and s[r * in + i]; its interval keys (first +
-// order, the bucket of the row's coefficient rows) input-major, key[i * ROWS + r], for the sort.
+// order, the bucket of the row's coefficient rows) input-major, key[i * ROWS + r].
 // Uniform cubic knots (efficient-kan's default) evaluate them in one SIMD pass over each row's inputs
 // (CubicRows); other knots and orders transpose Basis::eval_block's input-major values.
 #pragma once
@@ -61,17 +61,6 @@ template <typename T> struct LaneSums {
     }
   }
 
-  // the sum of v's lanes: halves added log2(W) times
-  static inline __attribute__((always_inline)) T sum(vec v)
-  {
-    for (int h = W / 2; h >= 1; h /= 2) {
-      mvec m;
-      for (int l = 0; l < W; l++) m[l] = (l + h) % W;
-      v += __builtin_shuffle(v, m);
-    }
-    return v[0];
-  }
-
   static inline __attribute__((always_inline)) vec sums(vec (&t)[W])
   {
     levels<W / 2>(t, W);
@@ -83,7 +72,9 @@ template <typename T> struct WideBspline {
   using S = Simd<T>;
   using vec = typename S::vec;
   static constexpr int W = S::W;
-  static constexpr int64_t PANEL = 4;    // vectors of outputs per register panel
+  // vectors of outputs per register panel: a bucket holds (order + 2) * PANEL coefficient vectors and PANEL
+  // sums in registers (cubic: 24 of AVX-512's 32; 12 of AVX2's 16)
+  static constexpr int64_t PANEL = SIMD_REGISTERS >= 32 ? 4 : 2;
 
   int64_t in, K, order, C, out, outP, RP;    // RP: coefficient rows per input
   bool base;
