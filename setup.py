@@ -12,6 +12,7 @@ KAN_MLIP_SKIP_CMAKE=1 installs the Python code alone (`make setup` does, then bu
 """
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -45,8 +46,10 @@ class BuildWithCMake(build_py):
         generator = ["-G", "Ninja"] if shutil.which("ninja") else []
         env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
         print(f"kan-mlip: building the C++ ops and pair style with CMake into {lib}", flush=True)
+        # CMAKE_ARGS: extra options, e.g. -DKAN_MLIP_ARCH=x86-64-v3 for a wheel other CPUs can run
+        extra = shlex.split(os.environ.get("CMAKE_ARGS", ""))
         subprocess.run([cmake, "-S", str(ROOT), "-B", str(build), *generator, f"-DPython_EXECUTABLE={sys.executable}",
-                        f"-DKAN_MLIP_PLUGIN_DIR={lib}", "-DCMAKE_BUILD_TYPE=Release"], check=True, env=env)
+                        f"-DKAN_MLIP_PLUGIN_DIR={lib}", "-DCMAKE_BUILD_TYPE=Release", *extra], check=True, env=env)
         subprocess.run([cmake, "--build", str(build), "--parallel"], check=True, env=env)
 
 

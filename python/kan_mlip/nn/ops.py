@@ -1,7 +1,8 @@
 """Loads the fused C++ KAN ops (``torch.ops.kan_mlip.*``, built from csrc/ by ``make setup``).
 
 KAN layers use them when they are loaded and fall back to the pure-PyTorch reference otherwise,
-with the same numbers. ``KAN_MLIP_DISABLE_FUSED=1`` forces the reference (for comparisons).
+with the same numbers. ``KAN_MLIP_DISABLE_FUSED=1`` forces the reference (for comparisons);
+``KAN_MLIP_OPS_LIBRARY`` loads another build of the library.
 """
 
 import os
@@ -10,7 +11,8 @@ from typing import Optional
 
 import torch
 
-LIBRARY = Path(__file__).resolve().parents[1] / "lib" / "libkan_mlip_ops.so"
+# KAN_MLIP_OPS_LIBRARY: another build of the ops (tests of builds for other CPUs)
+LIBRARY = Path(os.environ.get("KAN_MLIP_OPS_LIBRARY") or Path(__file__).resolve().parents[1] / "lib" / "libkan_mlip_ops.so")
 BASIS_KIND = {"bspline": 0, "gaussian": 1, "fourier": 2}
 # added to the kind: the ops append silu(x) as one more function per input (the base branch), so
 # its weights are contracted in the same op (csrc/kan_basis.h)
