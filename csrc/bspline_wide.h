@@ -83,16 +83,24 @@ template <typename T> struct WideBspline {
   //   cS[in * RP * o0 + (i * RP + order + k) * NV * W + o - o0] = c[o, i, k]
   // for the K spline functions, zero rows for k in [-order, 0) and [K, K + order + 1] (functions beyond the
   // basis, and the all-zero index eval_block gives outside the knots), the base weights in row RP - 1.
-  std::vector<T> cS;
+  // The caller's buffer of table_size() numbers (scratch that outlives calls: no page faults per call).
+  T *cS;
 
-  // coeff (out, in, K [+ 1 base]), contiguous; C = order + 1 values per (row, input), or 0
-  WideBspline(const T *coeff, int64_t out_, int64_t in_, int64_t K_all, bool base_, int64_t order_, int64_t C_)
-      : in(in_), K(K_all - (base_ ? 1 : 0)), order(order_), C(C_), out(out_), outP(simd_round_up<T>(out_)),
-        RP(K_all + 2 * order_ + 2), base(base_), cS(in_ * (K_all + 2 * order_ + 2) * simd_round_up<T>(out_), T(0))
+  static int64_t table_size(int64_t out, int64_t in, int64_t K_all, int64_t order)
   {
+    return in * (K_all + 2 * order + 2) * simd_round_up<T>(out);
+  }
+
+  // coeff (out, in, K [+ 1 base]), contiguous; C = order + 1 values per (row, input), or 0; table: see cS
+  WideBspline(const T *coeff, int64_t out_, int64_t in_, int64_t K_all, bool base_, int64_t order_, int64_t C_,
+              T *table)
+      : in(in_), K(K_all - (base_ ? 1 : 0)), order(order_), C(C_), out(out_), outP(simd_round_up<T>(out_)),
+        RP(K_all + 2 * order_ + 2), base(base_), cS(table)
+  {
+    std::fill(cS, cS + table_size(out, in, K_all, order), T(0));
     panels([&](auto nv, int64_t o0) {
       constexpr int64_t PW = decltype(nv)::value * W;
-      T *p = cS.data() + in * RP * o0;
+      T *p = cS + in * RP * o0;
       for (int64_t o = o0; o < std::min(out, o0 + PW); o++)
         for (int64_t i = 0; i < in; i++) {
           const T *c = coeff + (o * in + i) * K_all;
@@ -170,7 +178,7 @@ template <typename T> struct WideBspline {
       bucket_masks(key + i * ROWS, rows, mask);
       panels([&](auto nv, int64_t o0) {
         constexpr int NV = decltype(nv)::value;
-        bucket_rows<NV, CC, BASE>(cS.data() + (in * o0 + i * NV * W) * RP, V, s, i, mask,
+        bucket_rows<NV, CC, BASE>(cS + (in * o0 + i * NV * W) * RP, V, s, i, mask,
                                   [&](int64_t r, auto &&add) {
           vec u[NV];
           T *yr = y + r * outP + o0;
@@ -201,7 +209,7 @@ template <typename T> struct WideBspline {
         bucket_masks(key + i * ROWS, rows, mask);
         panels([&](auto nv, int64_t o0) {
           constexpr int NV = decltype(nv)::value;
-          bucket_rows<NV, CC, BASE>(cS.data() + (in * o0 + i * NV * W) * RP, V, s, i, mask,
+          bucket_rows<NV, CC, BASE>(cS + (in * o0 + i * NV * W) * RP, V, s, i, mask,
                                     [&](int64_t r, auto &&add) {
             vec u[NV] = {};
             add(std::integral_constant<int, 1>(), u);

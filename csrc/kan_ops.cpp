@@ -72,7 +72,7 @@ Tensor padded_coeff(const Tensor &coeff, int64_t C)
 // Per-thread buffers that outlive a call, one per slot, grown as needed, contents undefined. Allocated
 // per call, blocks of a few hundred kB were mmapped and their pages faulted in afresh every time (glibc
 // gives large frees back to the kernel): in LAMMPS, ~900 extra page faults per MD step for a KAN readout.
-enum ScratchSlot { COEFF_OPERAND, BLOCK, PRODUCT, TRANSPOSE, SCRATCH_SLOTS };
+enum ScratchSlot { COEFF_OPERAND, BLOCK, PRODUCT, TRANSPOSE, WIDE_TABLE, WIDE_VALUES, SCRATCH_SLOTS };
 
 template <typename T> T *scratch(ScratchSlot slot, int64_t n)
 {
@@ -311,14 +311,15 @@ void wide_blocks(const Basis<T> &basis, const WideBspline<T> &B, const T *x, int
     std::unique_ptr<Block<T>> blk = cubic ? nullptr : std::make_unique<Block<T>>(basis, in, WIDE_ROWS);
     if (blk) blk->pieces = pieces.get();
     const int64_t C = B.C;
-    std::vector<T> V(std::max<int64_t>(1, WIDE_ROWS * C * in)), s(basis.base ? WIDE_ROWS * in : 0);
-    std::vector<int32_t> key(WIDE_ROWS * in);
+    T *V = scratch<T>(WIDE_VALUES, std::max<int64_t>(1, WIDE_ROWS * C * in)),
+      *s = basis.base ? scratch<T>(TRANSPOSE, WIDE_ROWS * in) : nullptr;
+    int32_t *key = scratch<int32_t>(WIDE_VALUES, WIDE_ROWS * in);
     std::vector<uint64_t> mask(B.buckets());
     for (int64_t b = b0; b < b1; b++) {
       const int64_t n0 = b * WIDE_ROWS, rows = std::min(WIDE_ROWS, N - n0);
       const T *xb = x + n0 * in;
       if (cubic) {
-        cubic->template evaluate<WIDE_ROWS>(xb, rows, V.data(), key.data());
+        cubic->template evaluate<WIDE_ROWS>(xb, rows, V, key);
       } else {    // input-major values, transposed
         blk->evaluate(x, n0, rows, WIDE_ROWS);
         for (int64_t i = 0; i < in; i++)
@@ -327,8 +328,8 @@ void wide_blocks(const Basis<T> &basis, const WideBspline<T> &B, const T *x, int
             key[i * WIDE_ROWS + r] = blk->first[i * WIDE_ROWS + r] + int32_t(B.order);
           }
       }
-      if (basis.base) silu_fill(basis, xb, s.data(), rows * in);    // a loop of its own: its exp chains overlap
-      fn(n0, rows, V.data(), key.data(), basis.base ? s.data() : nullptr, mask.data());
+      if (s) silu_fill(basis, xb, s, rows * in);    // a loop of its own: its exp chains overlap
+      fn(n0, rows, V, key, s, mask.data());
     }
   });
 }
@@ -386,7 +387,8 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
     }
     if (takes_wide(kind, out)) {
       const Tensor c = coeff_.detach().contiguous();
-      const WideBspline<scalar_t> B(c.data_ptr<scalar_t>(), out, L.in, L.K, basis.base, order, C);
+      const WideBspline<scalar_t> B(c.data_ptr<scalar_t>(), out, L.in, L.K, basis.base, order, C,
+                                    scratch<scalar_t>(WIDE_TABLE, WideBspline<scalar_t>::table_size(out, L.in, L.K, order)));
       scalar_t *y_p = y.data_ptr<scalar_t>();
       B.dispatch([&](auto cc, auto base) {
         wide_blocks(basis, B, x.data_ptr<scalar_t>(), L.N, L.in, [&](int64_t n0, int64_t rows, const scalar_t *V,
@@ -511,7 +513,8 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
     }
     if (takes_wide(kind, out)) {
       const Tensor c = coeff_.detach().contiguous();
-      const WideBspline<scalar_t> B(c.data_ptr<scalar_t>(), out, L.in, L.K, basis.base, order, C);
+      const WideBspline<scalar_t> B(c.data_ptr<scalar_t>(), out, L.in, L.K, basis.base, order, C,
+                                    scratch<scalar_t>(WIDE_TABLE, WideBspline<scalar_t>::table_size(out, L.in, L.K, order)));
       const scalar_t *g_p = g.data_ptr<scalar_t>();
       scalar_t *z_p = z.data_ptr<scalar_t>();
       B.dispatch([&](auto cc, auto base) {
