@@ -12,6 +12,7 @@
 #pragma once
 
 #include "kan_basis.h"
+#include "simd.h"
 
 #include <algorithm>
 #include <cmath>
@@ -228,6 +229,46 @@ template <typename T> struct BsplinePP {
     for (int64_t o = 0; o < out; o++) {
       const T *Ao = A + o * (QC + 1), b = BASE ? wb[o] : T(0);
       for (int64_t r = 0; r < rows; r++) z[r] += g[r * out + o] * value<QC, BASE>(Ao, at[r], u[r], b, BASE ? s[r] : T(0));
+    }
+  }
+
+  // One output on uniform knots: the M + 1 <= 2W interval polynomials of an input fit two registers per
+  // coefficient, so every lane finds its interval's coefficients by a permute (vpermt2pd / vpermt2ps)
+  // instead of a load per row (the loops above are scalar because gathers were slower than loads)
+  bool permutes(int64_t i) const { return out == 1 && pieces.M + 1 <= 2 * Simd<T>::W && pieces.basis.uniform[i]; }
+
+  // Input i (permutes(i)), rows [0, rows) of x (input-major): y[r] += P_i(x[r]) + wb s[r], or with GRAD
+  // y[r] = g[r] (P_i(x[r]) + wb s[r]); the interval and position as locate() finds them
+  template <int QC, bool BASE, bool GRAD>
+  void permuted_rows(int64_t i, const T *x, const T *s, const T *g, int64_t rows, T *y) const
+  {
+    using V = Simd<T>;
+    using vec = typename V::vec;
+    using lane = typename std::conditional<sizeof(T) == 8, int64_t, int32_t>::type;
+    typedef lane ivec __attribute__((vector_size(sizeof(vec))));
+    constexpr int W = V::W;
+    const int64_t M = pieces.M;
+    vec lo[QC + 1], hi[QC + 1];    // coefficient e of intervals 0 .. M (M: outside, all zero)
+    for (int e = 0; e <= QC; e++) {
+      T column[2 * W] = {};
+      for (int64_t m = 0; m <= M; m++) column[m] = A[(i * (M + 1) + m) * (QC + 1) + e];
+      lo[e] = V::load(column);
+      hi[e] = V::load(column + W);
+    }
+    const T a = pieces.t0[i], b = pieces.tl[i], h = pieces.inv_h[i], last = T(M - 1), wbi = BASE ? wb[i] : T(0);
+    for (int64_t r = 0; r < rows; r += W) {
+      const int64_t n = std::min<int64_t>(W, rows - r);
+      const vec xv = V::load_partial(x + r, n, vec{}), pos = (xv - a) * h;
+      const vec above = pos > T(0) ? pos : vec{}, clamped = above < last ? above : vec{} + last;
+      const ivec mi = __builtin_convertvector(clamped, ivec);    // trunc = floor: clamped >= 0
+      const auto inside = (xv >= a) & (xv < b);
+      const vec u = inside ? pos - __builtin_convertvector(mi, vec) - T(0.5) : vec{};
+      const ivec idx = inside ? mi : ivec{} + lane(M);
+      vec v = __builtin_shuffle(lo[QC], hi[QC], idx);
+      for (int e = QC - 1; e >= 0; e--) v = v * u + __builtin_shuffle(lo[e], hi[e], idx);
+      if constexpr (BASE) v += wbi * V::load_partial(s + r, n, vec{});
+      if constexpr (GRAD) V::store_partial(y + r, V::load_partial(g + r, n, vec{}) * v, n);
+      else V::store_partial(y + r, V::load_partial(y + r, n, vec{}) + v, n);
     }
   }
 

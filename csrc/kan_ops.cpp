@@ -157,18 +157,48 @@ bool takes_pp(const Tensor &grid, int64_t kind, int64_t order, int64_t deriv, in
   return out >= 1 && out < GEMM_MIN_OUT && pieces_apply(kind, order, deriv, grid.size(-1));
 }
 
-// dst[c * ld_dst + r] = src[r * ld_src + c] for a rows x cols block, in tiles of a cache line: a row at a time,
-// the stores of a power-of-two ld_dst (a block's row count) fell into a few L1 sets and evicted each
-// other (the transpose took ~20% of a narrow B-spline forward)
+// Round H of an in-register W x W transpose: rows j and j + H ((j / H) even) exchange their off-diagonal
+// H x H blocks; after rounds H = 1, 2, .., W / 2 the rows are the columns
+template <typename T, int H> inline __attribute__((always_inline)) void transpose_round(typename Simd<T>::vec *t)
+{
+  using vec = typename Simd<T>::vec;
+  using lane = typename std::conditional<sizeof(T) == 8, int64_t, int32_t>::type;
+  typedef lane mvec __attribute__((vector_size(sizeof(vec))));
+  constexpr int W = Simd<T>::W;
+  if constexpr (H < W) {
+    mvec lo, hi;    // constants once inlined
+    for (int l = 0; l < W; l++) {
+      const bool first = (l / H) % 2 == 0;
+      lo[l] = first ? l : W + l - H;
+      hi[l] = first ? l + H : W + l;
+    }
+    for (int j = 0; j < W; j++)
+      if ((j / H) % 2 == 0) {
+        const vec a = t[j], b = t[j + H];
+        t[j] = __builtin_shuffle(a, b, lo);
+        t[j + H] = __builtin_shuffle(a, b, hi);
+      }
+    transpose_round<T, 2 * H>(t);
+  }
+}
+
+// dst[c * ld_dst + r] = src[r * ld_src + c] for a rows x cols block: whole W x W tiles in registers, the
+// edges by scalars. Scalar loops had cost ~2 cycles per element, as much as the arithmetic of a narrow
+// B-spline op on the same elements.
 template <typename T> void transpose(const T *src, int64_t ld_src, int64_t rows, int64_t cols, T *dst, int64_t ld_dst)
 {
-  constexpr int64_t TILE = 64 / sizeof(T);    // a cache line of destination per column
-  for (int64_t r0 = 0; r0 < rows; r0 += TILE)
-    for (int64_t c0 = 0; c0 < cols; c0 += TILE) {
-      const int64_t r1 = std::min(rows, r0 + TILE), c1 = std::min(cols, c0 + TILE);
-      for (int64_t c = c0; c < c1; c++)    // whole destination lines at a time
-        for (int64_t r = r0; r < r1; r++) dst[c * ld_dst + r] = src[r * ld_src + c];
+  using S = Simd<T>;
+  constexpr int W = S::W;
+  const int64_t R = rows / W * W, Cc = cols / W * W;
+  for (int64_t r0 = 0; r0 < R; r0 += W)
+    for (int64_t c0 = 0; c0 < Cc; c0 += W) {
+      typename S::vec t[W];
+      for (int j = 0; j < W; j++) t[j] = S::load(src + (r0 + j) * ld_src + c0);
+      transpose_round<T, 1>(t);
+      for (int j = 0; j < W; j++) S::store(dst + (c0 + j) * ld_dst + r0, t[j]);
     }
+  for (int64_t r = 0; r < rows; r++)    // the edges: rows past R, columns past Cc
+    for (int64_t c = r < R ? Cc : 0; c < cols; c++) dst[c * ld_dst + r] = src[r * ld_src + c];
 }
 
 // Narrow B-splines as piecewise polynomials (bspline_pp.h), PP_ROWS rows per task.
@@ -387,8 +417,13 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
         pp_blocks(x.data_ptr<scalar_t>(), L.N, L.in, [&](int64_t n0, int64_t rows, const scalar_t *xT, int32_t *at,
                                                           scalar_t *u, scalar_t *sv) {
           for (int64_t i = 0; i < L.in; i++) {
-            P.locate(xT + i * rows, rows, i, at, u);
             if (P.base()) silu_fill(basis, xT + i * rows, sv, rows);
+            if (!w_p && P.permutes(i)) {
+              if (P.base()) P.template permuted_rows<q(), true, false>(i, xT + i * rows, sv, nullptr, rows, y_p + n0);
+              else P.template permuted_rows<q(), false, false>(i, xT + i * rows, sv, nullptr, rows, y_p + n0);
+              continue;
+            }
+            P.locate(xT + i * rows, rows, i, at, u);
             BsplinePP<scalar_t>::template accumulate<q()>(P.A.data(), at, u, sv, P.base_weights(i),
                                                            w_p ? w_p + n0 * L.in + i : nullptr, L.in, rows, out,
                                                            y_p + n0 * out);
@@ -511,14 +546,21 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
       P.dispatch([&](auto q) {
         pp_blocks(x.data_ptr<scalar_t>(), L.N, L.in, [&](int64_t n0, int64_t rows, const scalar_t *xT, int32_t *at,
                                                           scalar_t *u, scalar_t *sv) {
-          scalar_t *zi = scratch<scalar_t>(BLOCK, rows);
+          scalar_t *zT = scratch<scalar_t>(BLOCK, L.in * rows);    // input-major, transposed at the end
           for (int64_t i = 0; i < L.in; i++) {
-            P.locate(xT + i * rows, rows, i, at, u);
+            scalar_t *zi = zT + i * rows;
             if (P.base()) silu_fill(basis, xT + i * rows, sv, rows);
-            BsplinePP<scalar_t>::template contract<q()>(P.A.data(), at, u, sv, P.base_weights(i), g_p + n0 * out, rows,
-                                                         out, zi);
-            for (int64_t r = 0; r < rows; r++) z_p[(n0 + r) * L.in + i] = zi[r];
+            if (P.permutes(i)) {
+              const scalar_t *gb = g_p + n0;    // one output: g[r]
+              if (P.base()) P.template permuted_rows<q(), true, true>(i, xT + i * rows, sv, gb, rows, zi);
+              else P.template permuted_rows<q(), false, true>(i, xT + i * rows, sv, gb, rows, zi);
+            } else {
+              P.locate(xT + i * rows, rows, i, at, u);
+              BsplinePP<scalar_t>::template contract<q()>(P.A.data(), at, u, sv, P.base_weights(i), g_p + n0 * out,
+                                                           rows, out, zi);
+            }
           }
+          transpose(zT, rows, L.in, rows, z_p + n0 * L.in, L.in);
         });
       });
       return;
