@@ -653,8 +653,7 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
             }
           }
         }
-        for (int64_t r = 0; r < rows; r++)
-          for (int64_t i = 0; i < L.in; i++) z_p[(n0 + r) * L.in + i] = zT[i * rows + r];
+        transpose(zT, rows, L.in, rows, z_p + n0 * L.in, L.in);
       }
     });
   });

@@ -147,6 +147,19 @@ def test_bspline_derivatives_beyond_the_degree_vanish_and_third_is_piecewise_con
     torch.testing.assert_close(torch.ops.kan_mlip.kan_forward(x0, c, None, grid, aux, 0, 3, 3), fd, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("out", [1, 3, 9])
+def test_high_order_bspline_equals_reference(dtype, out):
+    """Order 7: pieces of degree order - d > 5 have no polynomial table, so narrow outputs take de Boor's
+    values and per-function gathers, wide ones the sparse kernels with a run-time function count."""
+    ref, fused = pair("bspline", 5, out, dtype, seed=3, spline_order=7, grid_size=4)
+    x = torch.randn(150, 5, dtype=dtype, generator=torch.Generator().manual_seed(4)) * 1.5  # some outside the grid
+    tol = dict(rtol=1e-9, atol=1e-9) if dtype == torch.float64 else dict(rtol=2e-4, atol=2e-4)
+    for a, b in zip(derivatives(ref, x), derivatives(fused, x)):
+        scale = max(1.0, a.abs().max().item())
+        torch.testing.assert_close(b / scale, a / scale, **tol)
+
+
 def test_force_matching_gradient_equals_reference_and_is_not_zero():
     """The quantity force training differentiates: d/dc of a loss on dE/dx (needs the double backward)."""
     grads = []
