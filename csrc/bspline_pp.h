@@ -238,14 +238,20 @@ template <typename T> struct BsplinePP {
   bool permutes(int64_t i) const { return out == 1 && pieces.M + 1 <= 2 * Simd<T>::W && pieces.basis.uniform[i]; }
 
   // Input i (permutes(i)), rows [0, rows) of x (input-major): y[r] += P_i(x[r]) + wb s[r], or with GRAD
-  // y[r] = g[r] (P_i(x[r]) + wb s[r]); the interval and position as locate() finds them
+  // y[r] = g[r] (P_i(x[r]) + wb s[r]); s (silu^(d)) is read with a base only
+  template <int QC, bool GRAD> void permuted(int64_t i, const T *x, const T *s, const T *g, int64_t rows, T *y) const
+  {
+    if (base()) permuted_rows<QC, true, GRAD>(i, x, s, g, rows, y);
+    else permuted_rows<QC, false, GRAD>(i, x, s, g, rows, y);
+  }
+
+  // permuted() for a base or none; the interval and position as locate() finds them
   template <int QC, bool BASE, bool GRAD>
   void permuted_rows(int64_t i, const T *x, const T *s, const T *g, int64_t rows, T *y) const
   {
     using V = Simd<T>;
     using vec = typename V::vec;
-    using lane = typename std::conditional<sizeof(T) == 8, int64_t, int32_t>::type;
-    typedef lane ivec __attribute__((vector_size(sizeof(vec))));
+    using ivec = typename V::lanes;
     constexpr int W = V::W;
     const int64_t M = pieces.M;
     vec lo[QC + 1], hi[QC + 1];    // coefficient e of intervals 0 .. M (M: outside, all zero)
@@ -263,7 +269,7 @@ template <typename T> struct BsplinePP {
       const ivec mi = __builtin_convertvector(clamped, ivec);    // trunc = floor: clamped >= 0
       const auto inside = (xv >= a) & (xv < b);
       const vec u = inside ? pos - __builtin_convertvector(mi, vec) - T(0.5) : vec{};
-      const ivec idx = inside ? mi : ivec{} + lane(M);
+      const ivec idx = inside ? mi : ivec{} + typename V::lane(M);
       vec v = __builtin_shuffle(lo[QC], hi[QC], idx);
       for (int e = QC - 1; e >= 0; e--) v = v * u + __builtin_shuffle(lo[e], hi[e], idx);
       if constexpr (BASE) v += wbi * V::load_partial(s + r, n, vec{});

@@ -30,8 +30,7 @@ namespace kan_mlip {
 template <typename T> struct LaneSums {
   using S = Simd<T>;
   using vec = typename S::vec;
-  using mask = typename std::conditional<sizeof(T) == 8, int64_t, int32_t>::type;
-  typedef mask mvec __attribute__((vector_size(sizeof(vec))));
+  using mvec = typename S::lanes;
   static constexpr int W = S::W;
 
   static int bit_reverse(int l)
@@ -248,7 +247,7 @@ typedef int32_t Int32Vec __attribute__((vector_size(SIMD_BYTES)));
 
 // A wide block's values for uniform cubic knots (Basis::dense_cubic: efficient-kan's default), in one pass
 // over each row's inputs in SIMD: the knot interval m and position u of Basis::eval_block and the cubics of
-// Basis::cubic_uniform, written as WideBspline reads them.
+// Basis::cubic_pieces, written as WideBspline reads them.
 template <typename T> struct CubicRows {
   using S = Simd<T>;
   using vec = typename S::vec;
@@ -273,7 +272,7 @@ template <typename T> struct CubicRows {
   // all-zero index K + 3 outside the knots) key[i * ROWS + r]
   template <int D, int ROWS> void run(const T *x, int64_t rows, T *V, int32_t *key) const
   {
-    const T last = T(basis.grid_len - 2), sixth = T(1) / T(6);
+    const T last = T(basis.grid_len - 2);
     using ivec = typename std::conditional<sizeof(T) == 8, Int32HalfVec, Int32Vec>::type;
     for (int64_t r = 0; r < rows; r++)
       for (int64_t i = 0; i < in; i += W) {
@@ -283,29 +282,9 @@ template <typename T> struct CubicRows {
         const vec above = pos > T(0) ? pos : vec{}, clamped = above < last ? above : vec{} + last;
         const vec m = __builtin_convertvector(__builtin_convertvector(clamped, ivec), vec);    // floor: clamped >= 0
         const auto inside = (xv >= a0) & (xv < S::load(tl.data() + i));
-        const vec u = inside ? pos - m : vec{}, b = T(1) - u, u2 = u * u, sc = S::load(scale.data() + i);
+        const vec u = inside ? pos - m : vec{}, sc = S::load(scale.data() + i);
         vec v[4];
-        if constexpr (D == 0) {
-          v[0] = b * b * b * sixth;
-          v[1] = (T(3) * u2 * u - T(6) * u2 + T(4)) * sixth;
-          v[2] = (T(-3) * u2 * u + T(3) * u2 + T(3) * u + T(1)) * sixth;
-          v[3] = u2 * u * sixth;
-        } else if constexpr (D == 1) {
-          v[0] = -b * b * T(0.5);
-          v[1] = (T(3) * u - T(4)) * u * T(0.5);
-          v[2] = ((T(-3) * u + T(2)) * u + T(1)) * T(0.5);
-          v[3] = u2 * T(0.5);
-        } else if constexpr (D == 2) {
-          v[0] = b;
-          v[1] = T(3) * u - T(2);
-          v[2] = T(1) - T(3) * u;
-          v[3] = u;
-        } else {
-          v[0] = vec{} - T(1);
-          v[1] = vec{} + T(3);
-          v[2] = vec{} - T(3);
-          v[3] = vec{} + T(1);
-        }
+        Basis<T>::template cubic_pieces<D>(u, v);
         for (int j = 0; j < 4; j++) S::store_partial(V + (r * 4 + j) * in + i, inside ? v[j] * sc : vec{}, n);
         const ivec k = __builtin_convertvector(inside ? m : vec{} + T(sentinel + 3), ivec);    // first + 3
         for (int64_t l = 0; l < n; l++) key[(i + l) * ROWS + r] = k[l];

@@ -197,52 +197,55 @@ template <typename T> struct Basis {
 
   // Uniform cubic B-splines at u = (x - t[m]) / h in [0, 1): functions m - 3 .. m are
   //   (1 - u)^3 / 6,  (3u^3 - 6u^2 + 4) / 6,  (-3u^3 + 3u^2 + 3u + 1) / 6,  u^3 / 6
-  // and their derivatives d/dx = h^-1 d/du (deriv <= 3; count() is 0 beyond).
+  // and v[j] their D-th derivatives d^D/du^D (D <= 3), on a scalar or a SIMD vector; d/dx = h^-1 d/du.
+  template <int D, typename V> static inline __attribute__((always_inline)) void cubic_pieces(V u, V (&v)[4])
+  {
+    const V b = T(1) - u, u2 = u * u;
+    if constexpr (D == 0) {
+      const T sixth = T(1) / T(6);
+      v[0] = b * b * b * sixth;
+      v[1] = (T(3) * u2 * u - T(6) * u2 + T(4)) * sixth;
+      v[2] = (T(-3) * u2 * u + T(3) * u2 + T(3) * u + T(1)) * sixth;
+      v[3] = u2 * u * sixth;
+    } else if constexpr (D == 1) {
+      v[0] = -b * b * T(0.5);
+      v[1] = (T(3) * u - T(4)) * u * T(0.5);
+      v[2] = ((T(-3) * u + T(2)) * u + T(1)) * T(0.5);
+      v[3] = u2 * T(0.5);
+    } else if constexpr (D == 2) {
+      v[0] = b;
+      v[1] = T(3) * u - T(2);
+      v[2] = T(1) - T(3) * u;
+      v[3] = u;
+    } else {
+      v[0] = V{} - T(1);
+      v[1] = V{} + T(3);
+      v[2] = V{} - T(3);
+      v[3] = V{} + T(1);
+    }
+  }
+
+  // cubic_pieces for rows [0, rows) of u, times the chain-rule factor h^-deriv (count() is 0 beyond 3)
   void cubic_uniform(const T *__restrict u, int64_t rows, T *__restrict V, T inv_h) const
   {
-    T *__restrict v0 = V, *__restrict v1 = V + rows, *__restrict v2 = V + 2 * rows, *__restrict v3 = V + 3 * rows;
-    const T sixth = T(1) / T(6), half = T(0.5);
     switch (deriv) {
-      case 0:
-        for (int64_t r = 0; r < rows; r++) {
-          const T a = u[r], b = T(1) - a, a2 = a * a;
-          v0[r] = b * b * b * sixth;
-          v1[r] = (T(3) * a2 * a - T(6) * a2 + T(4)) * sixth;
-          v2[r] = (T(-3) * a2 * a + T(3) * a2 + T(3) * a + T(1)) * sixth;
-          v3[r] = a2 * a * sixth;
-        }
-        return;
-      case 1: {
-        const T s = inv_h * half;
-        for (int64_t r = 0; r < rows; r++) {
-          const T a = u[r], b = T(1) - a;
-          v0[r] = -b * b * s;
-          v1[r] = (T(3) * a - T(4)) * a * s;
-          v2[r] = ((T(-3) * a + T(2)) * a + T(1)) * s;
-          v3[r] = a * a * s;
-        }
-        return;
-      }
-      case 2: {
-        const T s = inv_h * inv_h;
-        for (int64_t r = 0; r < rows; r++) {
-          const T a = u[r];
-          v0[r] = (T(1) - a) * s;
-          v1[r] = (T(3) * a - T(2)) * s;
-          v2[r] = (T(1) - T(3) * a) * s;
-          v3[r] = a * s;
-        }
-        return;
-      }
-      default: {
-        const T s = inv_h * inv_h * inv_h;
-        for (int64_t r = 0; r < rows; r++) {
-          v0[r] = -s;
-          v1[r] = T(3) * s;
-          v2[r] = T(-3) * s;
-          v3[r] = s;
-        }
-      }
+      case 0: return cubic_rows<0>(u, rows, V, T(1));
+      case 1: return cubic_rows<1>(u, rows, V, inv_h);
+      case 2: return cubic_rows<2>(u, rows, V, inv_h * inv_h);
+      default: return cubic_rows<3>(u, rows, V, inv_h * inv_h * inv_h);
+    }
+  }
+
+  template <int D> static void cubic_rows(const T *__restrict u, int64_t rows, T *__restrict V, T scale)
+  {
+    T *__restrict v0 = V, *__restrict v1 = V + rows, *__restrict v2 = V + 2 * rows, *__restrict v3 = V + 3 * rows;
+    for (int64_t r = 0; r < rows; r++) {
+      T v[4];
+      cubic_pieces<D>(u[r], v);
+      v0[r] = v[0] * scale;
+      v1[r] = v[1] * scale;
+      v2[r] = v[2] * scale;
+      v3[r] = v[3] * scale;
     }
   }
 

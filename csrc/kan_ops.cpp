@@ -162,8 +162,7 @@ bool takes_pp(const Tensor &grid, int64_t kind, int64_t order, int64_t deriv, in
 template <typename T, int H> inline __attribute__((always_inline)) void transpose_round(typename Simd<T>::vec *t)
 {
   using vec = typename Simd<T>::vec;
-  using lane = typename std::conditional<sizeof(T) == 8, int64_t, int32_t>::type;
-  typedef lane mvec __attribute__((vector_size(sizeof(vec))));
+  using mvec = typename Simd<T>::lanes;
   constexpr int W = Simd<T>::W;
   if constexpr (H < W) {
     mvec lo, hi;    // constants once inlined
@@ -419,8 +418,7 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
           for (int64_t i = 0; i < L.in; i++) {
             if (P.base()) silu_fill(basis, xT + i * rows, sv, rows);
             if (!w_p && P.permutes(i)) {
-              if (P.base()) P.template permuted_rows<q(), true, false>(i, xT + i * rows, sv, nullptr, rows, y_p + n0);
-              else P.template permuted_rows<q(), false, false>(i, xT + i * rows, sv, nullptr, rows, y_p + n0);
+              P.template permuted<q(), false>(i, xT + i * rows, sv, nullptr, rows, y_p + n0);
               continue;
             }
             P.locate(xT + i * rows, rows, i, at, u);
@@ -551,9 +549,7 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
             scalar_t *zi = zT + i * rows;
             if (P.base()) silu_fill(basis, xT + i * rows, sv, rows);
             if (P.permutes(i)) {
-              const scalar_t *gb = g_p + n0;    // one output: g[r]
-              if (P.base()) P.template permuted_rows<q(), true, true>(i, xT + i * rows, sv, gb, rows, zi);
-              else P.template permuted_rows<q(), false, true>(i, xT + i * rows, sv, gb, rows, zi);
+              P.template permuted<q(), true>(i, xT + i * rows, sv, g_p + n0, rows, zi);    // one output: g[r]
             } else {
               P.locate(xT + i * rows, rows, i, at, u);
               BsplinePP<scalar_t>::template contract<q()>(P.A.data(), at, u, sv, P.base_weights(i), g_p + n0 * out,

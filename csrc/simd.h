@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 namespace kan_mlip {
 
@@ -26,6 +27,10 @@ template <typename T> int64_t simd_round_up(int64_t n) { return (n + simd_width<
 template <typename T, int BYTES = SIMD_BYTES> struct Simd {
   typedef T vec __attribute__((vector_size(BYTES)));
   static constexpr int W = BYTES / sizeof(T);
+  // integers of T's width, W of them: what comparisons of vecs give and what __builtin_shuffle indexes by
+  // (the base type must be dependent: GCC drops vector_size on a member typedef of a fixed type)
+  using lane = typename std::conditional<sizeof(T) == 8, int64_t, int32_t>::type;
+  typedef lane lanes __attribute__((vector_size(BYTES)));
 
   static inline __attribute__((always_inline)) vec load(const T *p)
   {
