@@ -363,11 +363,9 @@ void wide_blocks(const Basis<T> &basis, const WideBspline<T> &B, const T *x, int
         cubic->template evaluate<WIDE_ROWS>(xb, rows, V, key);
       } else {    // input-major values, transposed
         blk->evaluate(x, n0, rows, WIDE_ROWS);
-        for (int64_t i = 0; i < in; i++)
-          for (int64_t r = 0; r < rows; r++) {
-            for (int64_t j = 0; j < C; j++) V[(r * C + j) * in + i] = blk->V[(i * C + j) * WIDE_ROWS + r];
-            key[i * WIDE_ROWS + r] = blk->first[i * WIDE_ROWS + r] + int32_t(B.order);
-          }
+        for (int64_t j = 0; j < C; j++)    // value j: (in, WIDE_ROWS) with row stride C WIDE_ROWS -> (rows, in)
+          transpose(blk->V.data() + j * WIDE_ROWS, C * WIDE_ROWS, in, rows, V + j * in, C * in);
+        for (int64_t e = 0; e < in * WIDE_ROWS; e++) key[e] = blk->first[e] + int32_t(B.order);
       }
       if (s) silu_fill(basis, xb, s, rows * in);    // a loop of its own: its exp chains overlap
       fn(n0, rows, V, key, s, mask.data());
