@@ -43,10 +43,11 @@ demo: setup
 bench: setup
 	$(VENV)/bin/kan-bench -o benchmarks/lammps
 
-# quick timing gate for CI: ratios from one run, never absolute times
+# quick timing gate for CI: ratios from one run, never absolute times. B-spline (efficient-kan) readout:
+# see benchmarks/RESULTS.md for why the Gaussian one cannot meet 1.25 on a CPU
 bench-ci: setup
-	$(VENV)/bin/kan-bench --configs mlp kan_readout --replicas 1 --steps 200 --warmup 20 --repeats 3 \
-	    -o $(or $(TMPDIR),/tmp)/kan-bench-ci --check
+	$(VENV)/bin/kan-bench --configs mlp kan_readout --basis bspline --replicas 1 --steps 200 --warmup 20 \
+	    --repeats 2 --check --check-rounds 16 --check-steps 40 -o $(or $(TMPDIR),/tmp)/kan-bench-ci
 
 clean:
 	rm -rf $(VENV) $(DEMO) outputs build

@@ -7,10 +7,11 @@
 // interval share their order + 2 coefficient rows, which are held in registers while each row adds its
 // multiples of them (a GEMM-like inner loop: multiply-adds without memory operands).
 //
-// A block's values are row-major, V[(r * C + j) * in + i] and s[r * in + i]; its interval keys (first +
-// order, the bucket of the row's coefficient rows) input-major, key[i * ROWS + r].
-// Uniform cubic knots (efficient-kan's default) evaluate them in one SIMD pass over each row's inputs
-// (CubicRows); other knots and orders transpose Basis::eval_block's input-major values.
+// A block's values are row-major, V[(r * C + j) * in + i] and s[r * in + i]; its buckets are 64-bit row
+// masks, mask[i * buckets() + b] (bit r: row r's interval key, first + order, is b).
+// Uniform cubic knots (efficient-kan's default) evaluate values and masks in one SIMD pass over each row's
+// inputs (CubicRows); other knots and orders transpose Basis::eval_block's input-major values and bucket
+// its keys (block_masks).
 #pragma once
 
 #include "kan_basis.h"
@@ -124,12 +125,14 @@ template <typename T> struct WideBspline {
   // buckets of first values, first + order in [0, K + base + order]: the all-zero index K + base included
   int64_t buckets() const { return K + (base ? 1 : 0) + order + 1; }
 
-  // The rows [0, rows <= 64) of input i by bucket: mask[b] has bit r set when row r's key is b (keys:
-  // input i's, key[r]). The rows of a bucket share their coefficient rows.
-  void bucket_masks(const int32_t *key, int64_t rows, uint64_t *mask) const
+  // The rows [0, rows <= 64) of every input by bucket: mask[i * buckets() + b] has bit r set when row r's
+  // key is b (keys input-major, key[i * ROWS + r]). The rows of a bucket share their coefficient rows.
+  template <int ROWS> void block_masks(const int32_t *key, int64_t rows, uint64_t *mask) const
   {
-    std::fill(mask, mask + buckets(), uint64_t(0));
-    for (int64_t r = 0; r < rows; r++) mask[key[r]] |= uint64_t(1) << r;
+    const int64_t nb = buckets();
+    std::fill(mask, mask + in * nb, uint64_t(0));
+    for (int64_t i = 0; i < in; i++)
+      for (int64_t r = 0; r < rows; r++) mask[i * nb + key[i * ROWS + r]] |= uint64_t(1) << r;
   }
 
   // Input i's rows bucket by bucket: the bucket's coefficient rows (order + 1 of them and the base's, a
@@ -168,13 +171,12 @@ template <typename T> struct WideBspline {
     }
   }
 
-  // y[r * outP + o] += ... for rows [0, rows) of a block; w: w[r * in + i] (WEIGHT)
-  template <int CC, bool BASE, bool WEIGHT, int ROWS>
-  void forward(const T *V, const int32_t *key, const T *s, const T *w, int64_t rows, uint64_t *mask, T *y) const
+  // y[r * outP + o] += ... for rows [0, rows <= 64) of a block; w: w[r * in + i] (WEIGHT)
+  template <int CC, bool BASE, bool WEIGHT>
+  void forward(const T *V, const uint64_t *masks, const T *s, const T *w, int64_t rows, T *y) const
   {
-    static_assert(ROWS <= 64, "bucket masks are 64-bit");
     for (int64_t i = 0; i < in; i++) {
-      bucket_masks(key + i * ROWS, rows, mask);
+      const uint64_t *mask = masks + i * buckets();
       panels([&](auto nv, int64_t o0) {
         constexpr int NV = decltype(nv)::value;
         bucket_rows<NV, CC, BASE>(cS + (in * o0 + i * NV * W) * RP, V, s, i, mask,
@@ -193,10 +195,9 @@ template <typename T> struct WideBspline {
   // z[r * in + i] = ... for rows [0, rows) of a block; g: (rows, outP), zero past out. Each (r, i) ends as
   // a vector whose lanes sum to z[r, i]; those of W inputs are kept (t: rows * W * W scratch) and summed
   // together by LaneSums (a shuffle tree: a lane sum per (r, i) cost as much as its multiply-adds)
-  template <int CC, bool BASE, int ROWS>
-  void input_grad(const T *V, const int32_t *key, const T *s, const T *g, int64_t rows, uint64_t *mask, T *t, T *z) const
+  template <int CC, bool BASE>
+  void input_grad(const T *V, const uint64_t *masks, const T *s, const T *g, int64_t rows, T *t, T *z) const
   {
-    static_assert(ROWS <= 64, "bucket masks are 64-bit");
     using L = LaneSums<T>;
     for (int64_t i0 = 0; i0 < in; i0 += W) {
       const int64_t n = std::min<int64_t>(W, in - i0);
@@ -205,7 +206,7 @@ template <typename T> struct WideBspline {
       for (int64_t l = 0; l < n; l++) {
         const int64_t i = i0 + l;
         T *tl = t + L::bit_reverse(int(l)) * W;    // input i's vector of row r: tl + r * W * W
-        bucket_masks(key + i * ROWS, rows, mask);
+        const uint64_t *mask = masks + i * buckets();
         panels([&](auto nv, int64_t o0) {
           constexpr int NV = decltype(nv)::value;
           bucket_rows<NV, CC, BASE>(cS + (in * o0 + i * NV * W) * RP, V, s, i, mask,
@@ -268,10 +269,12 @@ template <typename T> struct CubicRows {
     }
   }
 
-  // rows [0, rows) of x (row-major, x[r * in + i]) -> V[(r * 4 + j) * in + i] and the keys first + 3 (the
-  // all-zero index K + 3 outside the knots) key[i * ROWS + r]
-  template <int D, int ROWS> void run(const T *x, int64_t rows, T *V, int32_t *key) const
+  // rows [0, rows <= 64) of x (row-major, x[r * in + i]) -> V[(r * 4 + j) * in + i] and the bucket masks
+  // mask[i * nb + first + 3] (the all-zero index K + 3 outside the knots): the or-ing of W different inputs'
+  // masks is independent, unlike a pass over one input's rows, whose rows mostly share their bucket
+  template <int D> void run(const T *x, int64_t rows, T *V, uint64_t *mask, int64_t nb) const
   {
+    std::fill(mask, mask + in * nb, uint64_t(0));
     const T last = T(basis.grid_len - 2);
     using ivec = typename std::conditional<sizeof(T) == 8, Int32HalfVec, Int32Vec>::type;
     for (int64_t r = 0; r < rows; r++)
@@ -287,18 +290,18 @@ template <typename T> struct CubicRows {
         Basis<T>::template cubic_pieces<D>(u, v);
         for (int j = 0; j < 4; j++) S::store_partial(V + (r * 4 + j) * in + i, inside ? v[j] * sc : vec{}, n);
         const ivec k = __builtin_convertvector(inside ? m : vec{} + T(sentinel + 3), ivec);    // first + 3
-        for (int64_t l = 0; l < n; l++) key[(i + l) * ROWS + r] = k[l];
+        for (int64_t l = 0; l < n; l++) mask[(i + l) * nb + k[l]] |= uint64_t(1) << r;
       }
   }
 
   // run() for the basis' derivative order (0 .. 3)
-  template <int ROWS> void evaluate(const T *x, int64_t rows, T *V, int32_t *key) const
+  void evaluate(const T *x, int64_t rows, T *V, uint64_t *mask, int64_t nb) const
   {
     switch (basis.deriv) {
-      case 0: return run<0, ROWS>(x, rows, V, key);
-      case 1: return run<1, ROWS>(x, rows, V, key);
-      case 2: return run<2, ROWS>(x, rows, V, key);
-      default: return run<3, ROWS>(x, rows, V, key);
+      case 0: return run<0>(x, rows, V, mask, nb);
+      case 1: return run<1>(x, rows, V, mask, nb);
+      case 2: return run<2>(x, rows, V, mask, nb);
+      default: return run<3>(x, rows, V, mask, nb);
     }
   }
 };

@@ -341,8 +341,8 @@ bool takes_wide(int64_t kind, int64_t out) { return (kind & KIND_MASK) == BSPLIN
 // Rows per block of the wide path: its values (V, in * 5 per row) and outputs stay in L2
 constexpr int64_t WIDE_ROWS = 64;
 
-// fn(n0, rows, V, key, s, mask) per block of WIDE_ROWS rows, its values as WideBspline reads them (s:
-// silu^(d) when the basis has the base; mask: scratch for WideBspline::bucket_masks)
+// fn(n0, rows, V, mask, s) per block of WIDE_ROWS rows, its values and bucket masks as WideBspline reads
+// them (s: silu^(d) when the basis has the base)
 template <typename T, typename Fn>
 void wide_blocks(const Basis<T> &basis, const WideBspline<T> &B, const T *x, int64_t N, int64_t in, Fn &&fn)
 {
@@ -354,21 +354,22 @@ void wide_blocks(const Basis<T> &basis, const WideBspline<T> &B, const T *x, int
     const int64_t C = B.C;
     T *V = scratch<T>(WIDE_VALUES, std::max<int64_t>(1, WIDE_ROWS * C * in)),
       *s = basis.base ? scratch<T>(TRANSPOSE, WIDE_ROWS * in) : nullptr;
-    int32_t *key = scratch<int32_t>(WIDE_VALUES, WIDE_ROWS * in);
-    std::vector<uint64_t> mask(B.buckets());
+    int32_t *key = cubic ? nullptr : scratch<int32_t>(WIDE_VALUES, WIDE_ROWS * in);
+    uint64_t *mask = scratch<uint64_t>(WIDE_VALUES, in * B.buckets());
     for (int64_t b = b0; b < b1; b++) {
       const int64_t n0 = b * WIDE_ROWS, rows = std::min(WIDE_ROWS, N - n0);
       const T *xb = x + n0 * in;
       if (cubic) {
-        cubic->template evaluate<WIDE_ROWS>(xb, rows, V, key);
+        cubic->evaluate(xb, rows, V, mask, B.buckets());
       } else {    // input-major values, transposed
         blk->evaluate(x, n0, rows, WIDE_ROWS);
         for (int64_t j = 0; j < C; j++)    // value j: (in, WIDE_ROWS) with row stride C WIDE_ROWS -> (rows, in)
           transpose(blk->V.data() + j * WIDE_ROWS, C * WIDE_ROWS, in, rows, V + j * in, C * in);
         for (int64_t e = 0; e < in * WIDE_ROWS; e++) key[e] = blk->first[e] + int32_t(B.order);
+        B.template block_masks<WIDE_ROWS>(key, rows, mask);
       }
       if (s) silu_fill(basis, xb, s, rows * in);    // a loop of its own: its exp chains overlap
-      fn(n0, rows, V, key, s, mask.data());
+      fn(n0, rows, V, mask, s);
     }
   });
 }
@@ -435,14 +436,13 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
       scalar_t *y_p = y.data_ptr<scalar_t>();
       B.dispatch([&](auto cc, auto base) {
         wide_blocks(basis, B, x.data_ptr<scalar_t>(), L.N, L.in, [&](int64_t n0, int64_t rows, const scalar_t *V,
-                                                                     const int32_t *key, const scalar_t *s,
-                                                                     uint64_t *mask) {
+                                                                     const uint64_t *mask, const scalar_t *s) {
           scalar_t *yb = scratch<scalar_t>(PRODUCT, rows * B.outP);
           std::fill(yb, yb + rows * B.outP, scalar_t(0));
           if (w_p)
-            B.template forward<cc(), base(), true, WIDE_ROWS>(V, key, s, w_p + n0 * L.in, rows, mask, yb);
+            B.template forward<cc(), base(), true>(V, mask, s, w_p + n0 * L.in, rows, yb);
           else
-            B.template forward<cc(), base(), false, WIDE_ROWS>(V, key, s, nullptr, rows, mask, yb);
+            B.template forward<cc(), base(), false>(V, mask, s, nullptr, rows, yb);
           for (int64_t r = 0; r < rows; r++)
             std::copy(yb + r * B.outP, yb + r * B.outP + out, y_p + (n0 + r) * out);
         });
@@ -567,15 +567,14 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
       scalar_t *z_p = z.data_ptr<scalar_t>();
       B.dispatch([&](auto cc, auto base) {
         wide_blocks(basis, B, x.data_ptr<scalar_t>(), L.N, L.in, [&](int64_t n0, int64_t rows, const scalar_t *V,
-                                                                     const int32_t *key, const scalar_t *s,
-                                                                     uint64_t *mask) {
+                                                                     const uint64_t *mask, const scalar_t *s) {
           scalar_t *gb = scratch<scalar_t>(PRODUCT, rows * B.outP);    // rows padded to whole vectors
           for (int64_t r = 0; r < rows; r++) {
             std::copy(g_p + (n0 + r) * out, g_p + (n0 + r + 1) * out, gb + r * B.outP);
             std::fill(gb + r * B.outP + out, gb + (r + 1) * B.outP, scalar_t(0));
           }
           scalar_t *t = scratch<scalar_t>(BLOCK, rows * simd_width<scalar_t>() * simd_width<scalar_t>());
-          B.template input_grad<cc(), base(), WIDE_ROWS>(V, key, s, gb, rows, mask, t, z_p + n0 * L.in);
+          B.template input_grad<cc(), base()>(V, mask, s, gb, rows, t, z_p + n0 * L.in);
         });
       });
       return;

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kan_mlip.bench.cli import main
-from kan_mlip.bench.lammps import loop_time
+from kan_mlip.bench.lammps import loop_time, loop_times
 from kan_mlip.lmp_plugin import PLUGIN_DIR
 
 pytestmark = pytest.mark.skipif(not (PLUGIN_DIR / "allegro_kan_plugin.so").exists(), reason="plugin not built: make plugin")
@@ -38,6 +38,25 @@ def test_check_mode_fails_on_a_violated_ratio(tmp_path):
     rc = main(["--configs", "mlp", "--replicas", "1", "--steps", "5", "--warmup", "2", "-o", str(tmp_path),
                "--check", "--max-overhead", "0.01"])
     assert rc == 1
+
+
+def test_check_ab_run_times_both_models_in_one_lammps_process(tmp_path):
+    # the KAN / MLP gate: both models take turns in one LAMMPS run; an impossible limit must fail it
+    rc = main(["--configs", "mlp", "kan_readout", "--basis", "bspline", "--replicas", "1", "--steps", "5",
+               "--warmup", "2", "-o", str(tmp_path), "--check", "--check-rounds", "3", "--check-steps", "4",
+               "--max-kan-ratio", "0.01"])
+    assert rc == 1
+    check = json.loads((tmp_path / "check.json").read_text())
+    (ab,) = check["ab"]
+    assert check["basis"] == "bspline" and ab["natoms"] == 71 and ab["rounds"] == 3
+    assert "KAN output block / MLP" in check["failures"][0]
+    # every number is a Loop time of the kept log: per round, warm-up and timed runs of a, then of b
+    runs = loop_times((tmp_path / "check_71.log").read_text())
+    assert len(runs) == 12 and all(r["atoms"] == 71 for r in runs)
+    assert [r["steps"] for r in runs[:4]] == [2, 4, 2, 4]
+    assert np.allclose(ab["ms_per_step_a"], [r["ms_per_step"] for r in runs[1::4]])
+    assert np.allclose(ab["ratios"], np.array(ab["ms_per_step_b"]) / np.array(ab["ms_per_step_a"]))
+    assert ab["median_ratio"] == pytest.approx(np.median(ab["ratios"]))
 
 
 def test_peak_rss_is_lammps_own_not_the_parents(tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import json
 
-from .harness import CONFIGS, ModelSize, markdown_table, run, training_cost, write_outputs
+from .harness import CONFIGS, ModelSize, interleaved_ratio, markdown_table, run, training_cost, write_outputs
 
 
 def main(argv=None) -> int:
@@ -30,7 +30,12 @@ def main(argv=None) -> int:
     parser.add_argument("--train-epochs", type=int, default=3, help="epochs for --train-frames (default: %(default)s)")
     parser.add_argument("--check", action="store_true",
                         help="exit 1 unless KAN-output-block / MLP ms/step <= --max-kan-ratio and LAMMPS ms/step / "
-                             "bare model ms/call <= --max-overhead (ratios from this run)")
+                             "bare model ms/call <= --max-overhead (ratios from this run). The KAN / MLP ratio is "
+                             "the median over --check-rounds rounds in which the two models take turns in one "
+                             "LAMMPS process (written to check.json and check_<atoms>.log)")
+    parser.add_argument("--check-rounds", type=int, default=10, help="rounds of the --check A/B run (default: %(default)s)")
+    parser.add_argument("--check-steps", type=int, default=50,
+                        help="timed steps per model and round of the --check A/B run (default: %(default)s)")
     parser.add_argument("--max-kan-ratio", type=float, default=1.25)
     parser.add_argument("--max-overhead", type=float, default=1.5)
     args = parser.parse_args(argv)
@@ -47,7 +52,7 @@ def main(argv=None) -> int:
         print(f"wrote {outdir / 'train_cost.json'}")
     if not args.check:
         return 0
-    failures = []
+    failures, checks = [], []
     by = {(r.config, r.natoms): r for r in records}
     for (name, natoms), r in by.items():
         if r.status != "ok":
@@ -55,12 +60,28 @@ def main(argv=None) -> int:
             continue
         if r.lammps_over_model > args.max_overhead:
             failures.append(f"{name} {natoms} atoms: LAMMPS/bare model = {r.lammps_over_model:.2f} > {args.max_overhead}")
-        mlp = by.get(("mlp", natoms))
-        if name == "kan_readout" and mlp and mlp.status == "ok":
-            ratio = r.ms_per_step / mlp.ms_per_step
-            print(f"check: KAN output block / MLP = {ratio:.3f} at {natoms} atoms (limit {args.max_kan_ratio})")
-            if ratio > args.max_kan_ratio:
-                failures.append(f"KAN output block / MLP = {ratio:.3f} > {args.max_kan_ratio} at {natoms} atoms")
+    for rep in args.replicas:
+        natoms = 71 * rep**3
+        mlp, kan = by.get(("mlp", natoms)), by.get(("kan_readout", natoms))
+        if not (mlp and kan and mlp.status == kan.status == "ok"):
+            continue
+        work = outdir / "work"
+        try:
+            ab = interleaved_ratio(work / f"mlp_{args.basis}_{args.dtype}.pt",
+                                   work / f"kan_readout_{args.basis}_{args.dtype}.pt", rep, args.check_rounds,
+                                   args.check_steps, args.warmup, work)
+        except Exception as exc:
+            failures.append(f"A/B run at {natoms} atoms: {type(exc).__name__}: {exc}")
+            continue
+        (outdir / f"check_{natoms}.log").write_text(ab.pop("log"))
+        checks.append(ab)
+        ratio = ab["median_ratio"]
+        print(f"check: KAN output block / MLP = {ratio:.3f} at {natoms} atoms (limit {args.max_kan_ratio}; median of "
+              f"{len(ab['ratios'])} A/B rounds: {' '.join(f'{x:.2f}' for x in ab['ratios'])})")
+        if ratio > args.max_kan_ratio:
+            failures.append(f"KAN output block / MLP = {ratio:.3f} > {args.max_kan_ratio} at {natoms} atoms")
+    (outdir / "check.json").write_text(json.dumps({"basis": args.basis, "dtype": args.dtype, "ab": checks,
+                                                   "failures": failures}, indent=1))
     for f in failures:
         print(f"kan-bench check FAILED: {f}", file=sys.stderr)
     return 1 if failures else 0

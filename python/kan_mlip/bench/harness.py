@@ -18,7 +18,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-from .lammps import loop_time, run_lammps_measured
+from .lammps import LammpsError, loop_time, loop_times, run_lammps_measured
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "lammps"
 # name -> (kan_placement, label in the paper's Table 4)
@@ -183,6 +183,26 @@ def run(configs: List[str], reps: List[int], basis: str, dtype: str, steps: int,
         else:
             log(f"{rec.config:22s} {rec.natoms:6d} atoms: FAILED {rec.error[:200]}")
     return list(records.values())
+
+
+def interleaved_ratio(pair_a: Path, pair_b: Path, rep: int, rounds: int, steps: int, warmup: int,
+                      workdir: Path) -> dict:
+    """ms/step of model b over model a, the two taking turns in one LAMMPS process (in.bench_ab).
+
+    Each round runs a, then b (warm-up steps untimed), a second or so apart, so a shared machine's slow
+    spells (here: the same model's ms/step moving 1.5x within minutes) hit both alike; the median of the
+    per-round ratios then discards the rounds that straddle a change of speed."""
+    out, _ = run_lammps_measured(EXAMPLES / "in.bench_ab", {"a": pair_a, "b": pair_b, "rep": rep, "rounds": rounds,
+                                                           "steps": steps, "warmup": warmup}, cwd=workdir)
+    runs = [r["ms_per_step"] for r in loop_times(out)]
+    if len(runs) != 4 * rounds:
+        raise LammpsError(f"expected {4 * rounds} runs (warm-up and timed, a and b, {rounds} rounds), "
+                          f"LAMMPS reported {len(runs)}")
+    ms_a, ms_b = runs[1::4], runs[3::4]
+    ratios = [b / a for a, b in zip(ms_a, ms_b)]
+    return {"a": str(pair_a), "b": str(pair_b), "natoms": 71 * rep**3, "rounds": rounds, "steps": steps,
+            "ms_per_step_a": ms_a, "ms_per_step_b": ms_b, "ratios": ratios,
+            "median_ratio": float(np.median(ratios)), "log": out}
 
 
 def markdown_table(records: List[Record]) -> str:

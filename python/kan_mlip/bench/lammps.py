@@ -8,7 +8,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
+
+LOOP_TIME = r"Loop time of ([\d.eE+-]+) on (\d+) procs for (\d+) steps with (\d+) atoms"
 
 
 class LammpsError(RuntimeError):
@@ -38,13 +40,17 @@ def run_lammps(input_file, variables: Optional[Dict[str, object]] = None, nprocs
 
 def loop_time(output: str) -> Dict[str, float]:
     """From LAMMPS' 'Loop time of T on P procs for N steps with A atoms' (the last run)."""
-    matches = re.findall(r"Loop time of ([\d.eE+-]+) on (\d+) procs for (\d+) steps with (\d+) atoms", output)
-    if not matches:
+    runs = loop_times(output)
+    if not runs:
         raise LammpsError("no 'Loop time' line in the LAMMPS output")
-    seconds, procs, steps, atoms = matches[-1]
-    seconds, steps = float(seconds), int(steps)
-    return {"seconds": seconds, "procs": int(procs), "steps": steps, "atoms": int(atoms),
-            "ms_per_step": 1e3 * seconds / steps if steps else float("nan")}
+    return runs[-1]
+
+
+def loop_times(output: str) -> List[Dict[str, float]]:
+    """Every run's 'Loop time' line, in order (see loop_time)."""
+    return [{"seconds": float(t), "procs": int(p), "steps": int(n), "atoms": int(a),
+             "ms_per_step": 1e3 * float(t) / int(n) if int(n) else float("nan")}
+            for t, p, n, a in re.findall(LOOP_TIME, output)]
 
 
 def thermo_table(output: str):

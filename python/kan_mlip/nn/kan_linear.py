@@ -175,7 +175,8 @@ class KANLinear(torch.nn.Module):
         return self.spline_weight * self.spline_scaler.unsqueeze(-1)
 
     def _origin(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(1, self.in_features, dtype=x.dtype, device=x.device)
+        # from the weights, not x: in a frozen (deployed) model the origin's basis values are then constants
+        return torch.zeros(1, self.in_features, dtype=self.spline_weight.dtype, device=self.spline_weight.device)
 
     def basis_values(self, x: torch.Tensor) -> torch.Tensor:
         """(N, in) -> (N, in, num_basis): the basis the coefficients multiply (shifted if zero_at_origin)."""
