@@ -15,7 +15,8 @@ def main(argv=None) -> int:
     parser.add_argument("model", help="trained model: .ckpt, nequip package .zip, or kan_mlip model.pth")
     parser.add_argument("-o", "--output", required=True, help="deployed file to write, e.g. pair.pt")
     parser.add_argument("--dtype", choices=["float32", "float64"], default=None,
-                        help="precision of the deployed model (default: the model's own)")
+                        help="precision of the deployed model (default: the model's own). A float32 model deployed "
+                             "as float64 is checked against its float32 self to float32's tolerance")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device the model runs on (default: cpu)")
     args = parser.parse_args(argv)
     from .deploy import deploy

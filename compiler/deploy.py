@@ -65,7 +65,22 @@ def _in_dtype(model, config: Optional[Dict[str, Any]], dtype: str) -> torch.nn.M
     from kan_mlip.models.io import build_model
 
     rebuilt = build_model(dict(config, model_dtype=dtype))
-    rebuilt.load_state_dict({k: v.to(DTYPES[dtype]) if v.is_floating_point() else v for k, v in model.state_dict().items()})
+    exact = rebuilt.state_dict()
+    buffers = {name for name, _ in model.named_buffers()}
+    source_eps = torch.finfo(DTYPES[model.metadata["model_dtype"]]).eps
+    upcast = source_eps > torch.finfo(DTYPES[dtype]).eps
+    state = {}
+    for key, value in model.state_dict().items():
+        value = value.to(DTYPES[dtype]) if value.is_floating_point() else value
+        # A buffer the builder computes (a KAN grid, Bessel roots) is, in a float32 source, the rounding of what
+        # the float64 rebuild holds exactly: take the exact one. Cast float32 knots are uniform only to ~1e-8,
+        # which would send B-spline layers down the general path (2x slower) instead of the uniform-knot one.
+        if (upcast and key in buffers and value.is_floating_point() and key in exact
+                and exact[key].shape == value.shape
+                and torch.allclose(value, exact[key], rtol=4 * source_eps, atol=4 * source_eps)):
+            value = exact[key]
+        state[key] = value
+    rebuilt.load_state_dict(state)
     return rebuilt
 
 
@@ -152,7 +167,7 @@ def deploy(source, output, dtype: Optional[str] = None, device: str = "cpu", log
     check = _check(reference, compiled, type_names, cutoffs, dtype, device)
     log(f"check: eager nequip model ({model_dtype}) vs compiled ({dtype}) on a {check['natoms']}-atom periodic cell: "
         f"|dE|/atom = {check['energy_err']:.2e} eV, max |dF| = {check['force_err']:.2e} eV/Å "
-        f"(tolerance {TOLERANCE[dtype]:.0e}) -> {'OK' if check['ok'] else 'FAILED'}")
+        f"(tolerance {check['tolerance']:.0e}) -> {'OK' if check['ok'] else 'FAILED'}")
     if not check["ok"]:
         raise RuntimeError("compiled model disagrees with the eager model beyond tolerance; nothing written")
 
@@ -193,8 +208,8 @@ def _check(model, compiled, type_names, cutoffs, dtype, device) -> Dict[str, Any
     folded = g.fold(forces.double().cpu().numpy())
     e_err = abs(energies.double().sum().item() - e_ref) / len(atoms)
     f_err = float(np.abs(folded - f_ref).max())
-    tol = TOLERANCE[dtype]
-    return {"natoms": len(atoms), "energy_err": e_err, "force_err": f_err,
+    tol = max(TOLERANCE[dtype], TOLERANCE[model.metadata["model_dtype"]])    # a float32 side limits the agreement
+    return {"natoms": len(atoms), "energy_err": e_err, "force_err": f_err, "tolerance": tol,
             "ok": bool(e_err <= tol and f_err <= tol * max(1.0, np.abs(f_ref).max()) and np.isfinite(folded).all())}
 
 

@@ -312,3 +312,28 @@ run 100
     rows = thermo_table(run_lammps(inp, cwd=workdir))
     volumes = [r["Volume"] for r in rows]
     assert len(rows) == 6 and all(np.isfinite(volumes)) and abs(volumes[-1] - volumes[0]) > 1e-3 * volumes[0]
+
+
+def test_float32_model_deploys_as_float64_with_exact_uniform_knots(workdir):
+    # a float32-trained model run in float64: its grids are float32 roundings of uniform knots; the float64
+    # deployment must get the exact ones back (cast knots, uniform to ~1e-8 only, take the ops' slow path)
+    from kan_mlip.compiler.deploy import _in_dtype
+    from kan_mlip.models.io import load_model_and_config
+
+    cfg = dict(model_config(("Ag",), basis="bspline"), model_dtype="float32")
+    src = save_model(workdir / "ag_float32.pth", cfg, build_model(cfg))
+    meta = deploy(src, workdir / "ag_float32_as_float64.pt", dtype="float64", log=lambda *_: None)
+    assert meta["model_dtype"] == "float64"
+    model, config = load_model_and_config(src)
+    rebuilt = _in_dtype(model, config, "float64")
+    grids = {n: b for n, b in rebuilt.named_buffers() if n.endswith("basis.grid")}
+    assert len(grids) == 2  # the readout's two KAN layers
+    for name, grid in grids.items():
+        assert grid.dtype == torch.float64
+        step = grid[:, 1:] - grid[:, :-1]
+        assert float((step - step[:, :1]).abs().max() / step[:, :1].abs().min()) < 1e-12, name
+        cast = dict(model.named_buffers())[name].double()
+        assert 0 < float((grid - cast).abs().max()) < 1e-6  # the float32 source held only its rounding
+    # parameters are the source's, only cast
+    for (name, p), (_, q) in zip(model.named_parameters(), rebuilt.named_parameters()):
+        assert torch.equal(p.double(), q), name
