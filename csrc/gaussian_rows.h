@@ -79,15 +79,33 @@ template <typename T> struct GaussianRows {
   // one row: x[i], optional w[i], ev (K * in)
   void row(const T *x, const T *w, T *ev) const
   {
+    dispatch_deriv([&](auto d) {
+      values<d()>(x, w, [&](int64_t k, V v, int64_t i0, int64_t n) {
+        if (n == S::W) S::store(ev + k * in + i0, v);
+        else S::store_partial(ev + k * in + i0, v, n);
+      });
+    });
+  }
+
+  // f(integral_constant<int, D>) for the basis' derivative order (D = -1: any order)
+  template <typename F> void dispatch_deriv(F &&f) const
+  {
     switch (basis.deriv) {
-      case 0: return values<0>(x, w, ev);
-      case 1: return values<1>(x, w, ev);
-      case 2: return values<2>(x, w, ev);
-      default: return values<-1>(x, w, ev);
+      case 0: return f(std::integral_constant<int, 0>());
+      case 1: return f(std::integral_constant<int, 1>());
+      case 2: return f(std::integral_constant<int, 2>());
+      default: return f(std::integral_constant<int, -1>());
     }
   }
 
-  template <int D> void values(const T *x, const T *w, T *ev) const
+  // sink(k, v, i0, n) for every function k (the base last, k = Kb) and chunk of inputs [i0, i0 + n): v holds
+  // w[i] phi^(D)_k(x[i]) in its first n lanes, and finite values in the others (their x is a centre, w 0);
+  // then chunk_done(i0, n)
+  template <int D, typename Sink> void values(const T *x, const T *w, Sink &&sink) const
+  {
+    values<D>(x, w, sink, [](int64_t, int64_t) {});
+  }
+  template <int D, typename Sink, typename Done> void values(const T *x, const T *w, Sink &&sink, Done &&chunk_done) const
   {
     const RowRange range = recurrent ? row_range(x) : RowRange{false, true};
     for (int64_t i0 = 0; i0 < in; i0 += S::W) {
@@ -95,13 +113,15 @@ template <typename T> struct GaussianRows {
       const V cm = S::load(uniform_centres.data() + m * inP + i0);
       const V xv = S::load_partial(x + i0, n, cm);    // padding lanes sit on the middle centre
       const V wv = w ? S::load_partial(w + i0, n, V{}) : V{};
+      auto emit_to = [&](int64_t k, V v) __attribute__((always_inline)) { sink(k, v, i0, n); };
       if (range.in_band)    // the flags as template arguments keep the step loops free of branches
-        dispatch_flags(corrected, n == S::W, range.may_flush, [&](auto corr, auto full, auto flush) {
-          recurrence<D, corr(), full(), flush()>(xv, w != nullptr, wv, i0, n, ev);
+        dispatch_flags(corrected, range.may_flush, [&](auto corr, auto flush) {
+          recurrence<D, corr(), flush()>(xv, w != nullptr, wv, i0, emit_to);
         });
       else
-        direct<D>(xv, w != nullptr, wv, i0, n, ev);
-      if (basis.base) base<D>(xv, w != nullptr, wv, i0, n, ev + Kb * in);
+        direct<D>(xv, w != nullptr, wv, i0, emit_to);
+      if (basis.base) base<D>(xv, w != nullptr, wv, emit_to);
+      chunk_done(i0, n);
     }
   }
 
@@ -126,14 +146,11 @@ template <typename T> struct GaussianRows {
   }
 
  private:
-  template <typename F> static void dispatch_flags(bool a, bool b, bool c, F f)
+  template <typename F> static void dispatch_flags(bool a, bool b, F f)
   {
     using std::integral_constant;
-    auto with_c = [&](auto ca, auto cb) {
-      c ? f(ca, cb, integral_constant<bool, true>()) : f(ca, cb, integral_constant<bool, false>());
-    };
     auto with_b = [&](auto ca) {
-      b ? with_c(ca, integral_constant<bool, true>()) : with_c(ca, integral_constant<bool, false>());
+      b ? f(ca, integral_constant<bool, true>()) : f(ca, integral_constant<bool, false>());
     };
     a ? with_b(integral_constant<bool, true>()) : with_b(integral_constant<bool, false>());
   }
@@ -153,22 +170,19 @@ template <typename T> struct GaussianRows {
     return scale * hd;
   }
 
-  // store the chunk's value of function k: derivative factor, weight
-  template <int D, bool FULL>
+  // the chunk's value of function k to the sink: derivative factor, weight
+  template <int D, typename Emit>
   inline __attribute__((always_inline)) void emit(int64_t k, V v, V xv, V s, bool weighted, V wv, int64_t i0,
-                                                  int64_t n, T *ev) const
+                                                  Emit &&to) const
   {
     if (D != 0) v *= factor<D>((xv - S::load(centres.data() + k * inP + i0)) * s, s);
     if (weighted) v *= wv;
-    if (FULL)
-      S::store(ev + k * in + i0, v);
-    else
-      S::store_partial(ev + k * in + i0, v, n);
+    to(k, v);
   }
 
   // three exps per input, then each step away from the middle centre is two multiplies
-  template <int D, bool CORRECTED, bool FULL, bool FLUSH>
-  inline __attribute__((always_inline)) void recurrence(V xv, bool weighted, V wv, int64_t i0, int64_t n, T *ev) const
+  template <int D, bool CORRECTED, bool FLUSH, typename Emit>
+  inline __attribute__((always_inline)) void recurrence(V xv, bool weighted, V wv, int64_t i0, Emit &&to) const
   {
     const T tiny = exp_bounded(Basis<T>::flush_arg());    // the direct path's flush threshold
     const V s = S::load(inv_width.data() + i0), d = S::load(delta.data() + i0), dc = S::load(decay.data() + i0);
@@ -182,7 +196,7 @@ template <typename T> struct GaussianRows {
       const V a = ek * (T(2) * (xv - S::load(uniform_centres.data() + k * inP + i0)) * s - ek);
       return p * (T(1) + a * (T(1) + a * (T(0.5) + a * T(1.0 / 6))));
     };
-    emit<D, FULL>(m, corrected_value(m, em), xv, s, weighted, wv, i0, n, ev);
+    emit<D>(m, corrected_value(m, em), xv, s, weighted, wv, i0, to);
     // moving away from the peak, values only shrink: a running value flushed to 0 stays right (rows
     // whose values all stay far above the threshold skip the test)
     V p = em;
@@ -190,36 +204,36 @@ template <typename T> struct GaussianRows {
       p *= u;
       if (FLUSH) p = p < tiny ? V{} : p;
       u *= dc;
-      emit<D, FULL>(k, corrected_value(k, p), xv, s, weighted, wv, i0, n, ev);
+      emit<D>(k, corrected_value(k, p), xv, s, weighted, wv, i0, to);
     }
     p = em;
     for (int64_t k = m - 1; k >= 0; k--) {
       p *= dn;
       if (FLUSH) p = p < tiny ? V{} : p;
       dn *= dc;
-      emit<D, FULL>(k, corrected_value(k, p), xv, s, weighted, wv, i0, n, ev);
+      emit<D>(k, corrected_value(k, p), xv, s, weighted, wv, i0, to);
     }
   }
 
   // one exp per value (inputs far outside the grid, or centres that are not uniform); below the flush
   // threshold exact zeros (Basis::flushed_exp)
-  template <int D> void direct(V xv, bool weighted, V wv, int64_t i0, int64_t n, T *ev) const
+  template <int D, typename Emit> void direct(V xv, bool weighted, V wv, int64_t i0, Emit &&to) const
   {
     const V s = S::load(inv_width.data() + i0);
     for (int64_t k = 0; k < Kb; k++) {
       const V z = (xv - S::load(centres.data() + k * inP + i0)) * s;
       V e = Basis<T>::flushed_exp(-z * z);
       if (weighted) e *= wv;
-      S::store_partial(ev + k * in + i0, D == 0 ? e : e * factor<D>(z, s), n);
+      to(k, D == 0 ? e : e * factor<D>(z, s));
     }
   }
 
-  // the base function silu^(D)(x) (Basis::silu, on the chunk's vector)
-  template <int D> void base(V xv, bool weighted, V wv, int64_t i0, int64_t n, T *eb) const
+  // the base function silu^(D)(x) (Basis::silu, on the chunk's vector), function Kb
+  template <int D, typename Emit> void base(V xv, bool weighted, V wv, Emit &&to) const
   {
     V v = basis.template silu<D>(xv);
     if (weighted) v *= wv;
-    S::store_partial(eb + i0, v, n);
+    to(Kb, v);
   }
 };
 

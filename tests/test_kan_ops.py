@@ -74,7 +74,7 @@ def test_gradcheck_and_gradgradcheck_of_every_primitive(basis):
 
 
 @pytest.mark.parametrize("basis", BASES)
-@pytest.mark.parametrize("out", [2, 9])  # narrow (fused end to end) / wide (block + GEMM) paths
+@pytest.mark.parametrize("out", [1, 2, 9])  # one output / narrow (fused end to end) / wide (block + GEMM) paths
 def test_fused_silu_base_values_and_derivatives_to_fourth_order(basis, out):
     """kind + BASE_SILU: silu(x) is function K, contracted in the same op as the basis (the layer's base
     branch): in the Gaussian pass, as a dense term beside the B-spline and Fourier paths."""
@@ -238,7 +238,8 @@ def gaussian_derivative(x, centres, s, d):
 
 
 @pytest.mark.parametrize("grid_kind", ["uniform", "float32_cast", "jittered"])
-@pytest.mark.parametrize("out", [2, 9])  # narrow (fused end to end) / wide (block + GEMM) paths
+# one output (contracted as the values are made) / narrow (fused end to end) / wide (block + GEMM) paths
+@pytest.mark.parametrize("out", [1, 2, 9])
 def test_gaussian_recurrence_equals_closed_form(grid_kind, out):
     """Uniform centres take the product recurrence (gaussian_rows.h), centres a float32 linspace cast to
     float64 take it with the offset correction, jittered ones one exp per value; rows across the band edge
