@@ -12,6 +12,7 @@
 
 #include "bspline_pp.h"
 #include "bspline_wide.h"
+#include "fourier_narrow.h"
 #include "gaussian_narrow.h"
 #include "gaussian_rows.h"
 #include "kan_basis.h"
@@ -407,6 +408,17 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
       });
       return;
     }
+    if (FourierNarrow<scalar_t>::takes(basis, out)) {
+      const Tensor c = coeff_.detach().contiguous();
+      const FourierNarrow<scalar_t> F(basis, c.data_ptr<scalar_t>());
+      const scalar_t *x_p = x.data_ptr<scalar_t>();
+      scalar_t *y_p = y.data_ptr<scalar_t>();
+      at::parallel_for(0, L.N, R, [&](int64_t n0, int64_t n1) {
+        scalar_t *sc = scratch<scalar_t>(BLOCK, 2 * R * L.in);
+        F.template run<false>(x_p, w_p, nullptr, n0, n1, R, sc, sc + R * L.in, y_p);
+      });
+      return;
+    }
     if (takes_pp(grid, kind, order, deriv, out)) {
       const Tensor c = coeff_.detach().contiguous();
       const BsplinePP<scalar_t> P(basis, c.data_ptr<scalar_t>(), out);
@@ -531,6 +543,17 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
       scalar_t *z_p = z.data_ptr<scalar_t>();
       G.dispatch([&](auto d) {
         at::parallel_for(0, L.N, R, [&](int64_t n0, int64_t n1) { G.template input_grad<d()>(x_p, g_p, n0, n1, z_p); });
+      });
+      return;
+    }
+    if (FourierNarrow<scalar_t>::takes(basis, out)) {
+      const Tensor c = coeff_.detach().contiguous();
+      const FourierNarrow<scalar_t> F(basis, c.data_ptr<scalar_t>());
+      const scalar_t *x_p = x.data_ptr<scalar_t>(), *g_p = g.data_ptr<scalar_t>();
+      scalar_t *z_p = z.data_ptr<scalar_t>();
+      at::parallel_for(0, L.N, R, [&](int64_t n0, int64_t n1) {
+        scalar_t *sc = scratch<scalar_t>(BLOCK, 2 * R * L.in);
+        F.template run<true>(x_p, nullptr, g_p, n0, n1, R, sc, sc + R * L.in, z_p);
       });
       return;
     }

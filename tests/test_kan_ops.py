@@ -304,7 +304,7 @@ def test_uniform_bspline_derivatives_equal_cox_de_boor_by_autograd(order, out):
         torch.testing.assert_close(got, expected.detach(), rtol=1e-9, atol=1e-9 * max(1.0, expected.abs().max().item()))
 
 
-@pytest.mark.parametrize("out", [2, 9])
+@pytest.mark.parametrize("out", [1, 2, 9])
 def test_fourier_derivative_of_every_order_is_the_derivative_of_the_previous(out):
     """The d-th derivative columns (phase d mod 4 of the angle-addition block) to fourth order: the
     central difference of order d equals order d + 1, both dense paths (narrow rows, GEMM)."""
@@ -321,6 +321,33 @@ def test_fourier_derivative_of_every_order_is_the_derivative_of_the_previous(out
         fd = (f(x + h) - f(x - h)) / (2 * h)
         nxt = ops.kan_forward(x, c, None, grid, aux, kind, 0, d + 1)
         torch.testing.assert_close(fd, nxt, rtol=1e-7, atol=1e-8 * nxt.abs().max().item())
+
+
+@pytest.mark.parametrize("basis", ["fourier", "gaussian"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_one_output_path_equals_the_narrow_rows_path(basis, dtype):
+    """One output contracts the values as it makes them (fourier_narrow.h, gaussian_narrow.h); as the first
+    output of two (the row-buffer path) it must give the same numbers: weights, the input gradient, every
+    derivative order (all four phases of the Fourier mix), inputs in a partial vector, far out."""
+    assert fused_ops_available()
+    gen = torch.Generator().manual_seed(8)
+    layer = KANLinear(19, 1, basis=basis).to(dtype)
+    grid, aux, ops, kind = layer.basis.grid, layer.basis.aux, torch.ops.kan_mlip, BASIS_KIND[basis]
+    c2 = torch.randn(2, 19, layer.num_basis, dtype=dtype, generator=gen)
+    x = torch.cat([torch.randn(60, 19, dtype=dtype, generator=gen), 40 * torch.randn(5, 19, dtype=dtype, generator=gen)])
+    w = torch.randn(len(x), 19, dtype=dtype, generator=gen)
+    g2 = torch.cat([torch.randn(len(x), 1, dtype=dtype, generator=gen), torch.zeros(len(x), 1, dtype=dtype)], dim=1)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+    for d in range(6):
+        for weights in (None, w):
+            one = ops.kan_forward(x, c2[:1], weights, grid, aux, kind, 0, d)
+            two = ops.kan_forward(x, c2, weights, grid, aux, kind, 0, d)[:, :1]
+            scale = max(1.0, two.abs().max().item())
+            torch.testing.assert_close(one / scale, two / scale, **tol)
+        one = ops.kan_input_grad(x, c2[:1], g2[:, :1], grid, aux, kind, 0, d)
+        two = ops.kan_input_grad(x, c2, g2, grid, aux, kind, 0, d)
+        scale = max(1.0, two.abs().max().item())
+        torch.testing.assert_close(one / scale, two / scale, **tol)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
