@@ -170,14 +170,19 @@ template <typename T> struct GaussianRows {
     return scale * hd;
   }
 
-  // the chunk's value of function k to the sink: derivative factor, weight
+  // the chunk's value of function k to the sink: derivative factor at z = (x - c_k) s, weight
+  template <int D, typename Emit>
+  inline __attribute__((always_inline)) void emit_at(int64_t k, V v, V z, V s, bool weighted, V wv, Emit &&to) const
+  {
+    if (D != 0) v *= factor<D>(z, s);
+    if (weighted) v *= wv;
+    to(k, v);
+  }
   template <int D, typename Emit>
   inline __attribute__((always_inline)) void emit(int64_t k, V v, V xv, V s, bool weighted, V wv, int64_t i0,
                                                   Emit &&to) const
   {
-    if (D != 0) v *= factor<D>((xv - S::load(centres.data() + k * inP + i0)) * s, s);
-    if (weighted) v *= wv;
-    to(k, v);
+    emit_at<D>(k, v, (xv - S::load(centres.data() + k * inP + i0)) * s, s, weighted, wv, to);
   }
 
   // three exps per input, then each step away from the middle centre is two multiplies
@@ -196,22 +201,30 @@ template <typename T> struct GaussianRows {
       const V a = ek * (T(2) * (xv - S::load(uniform_centres.data() + k * inP + i0)) * s - ek);
       return p * (T(1) + a * (T(1) + a * (T(0.5) + a * T(1.0 / 6))));
     };
-    emit<D>(m, corrected_value(m, em), xv, s, weighted, wv, i0, to);
+    // uniform centres: z_k = z_m - (k - m) delta by steps, for the derivative factor (no centre loads)
+    auto put = [&](int64_t k, V pk, V zk) __attribute__((always_inline)) {
+      if constexpr (CORRECTED) emit<D>(k, corrected_value(k, pk), xv, s, weighted, wv, i0, to);
+      else emit_at<D>(k, pk, zk, s, weighted, wv, to);
+    };
+    put(m, em, z);
     // moving away from the peak, values only shrink: a running value flushed to 0 stays right (rows
     // whose values all stay far above the threshold skip the test)
-    V p = em;
+    V p = em, zk = z;
     for (int64_t k = m + 1; k < Kb; k++) {
       p *= u;
       if (FLUSH) p = p < tiny ? V{} : p;
       u *= dc;
-      emit<D>(k, corrected_value(k, p), xv, s, weighted, wv, i0, to);
+      zk -= d;
+      put(k, p, zk);
     }
     p = em;
+    zk = z;
     for (int64_t k = m - 1; k >= 0; k--) {
       p *= dn;
       if (FLUSH) p = p < tiny ? V{} : p;
       dn *= dc;
-      emit<D>(k, corrected_value(k, p), xv, s, weighted, wv, i0, to);
+      zk += d;
+      put(k, p, zk);
     }
   }
 
