@@ -8,10 +8,10 @@
 // per value. With z_k = (x - c_k) s and delta = Delta s, z_{k+1} = z_k - delta, so
 //   phi_{k+1} = phi_k U_k,  U_k = e^{2 z_k delta - delta^2},  U_{k+1} = U_k e^{-2 delta^2}
 //   phi_{k-1} = phi_k D_k,  D_k = e^{-2 z_k delta - delta^2}, D_{k-1} = D_k e^{-2 delta^2}
-// Starting at the middle centre m, three exps per input (phi_m, U_m, D_m) give all Kb values; rounding
-// grows by about an ulp per step, at most Kb / 2 steps. Derivatives are phi_k times a polynomial in
-// z_k (factor()). The recurrence needs phi_m to be a normal number and the ratios to stay
-// finite: rows with some |z_m| beyond band() (inputs far outside the grid) take one exp per value.
+// Starting at the middle centre m, two exps and a division per input (phi_m, U_m, D_m = e^{-2 delta^2} / U_m)
+// give all Kb values; rounding grows by about an ulp per step, at most Kb / 2 steps. Derivatives are phi_k
+// times a polynomial in z_k (factor()). The recurrence needs phi_m to be a normal number and the ratios to
+// stay finite: rows with some |z_m| beyond band() (inputs far outside the grid) take one exp per value.
 //
 // Nearly uniform centres, e.g. a float32 linspace cast to float64 (off by ~1e-8), run the recurrence on
 // the uniform centres cbar_k of the same ends and correct each value: with e_k = (c_k - cbar_k) s and
@@ -185,7 +185,7 @@ template <typename T> struct GaussianRows {
     emit_at<D>(k, v, (xv - S::load(centres.data() + k * inP + i0)) * s, s, weighted, wv, to);
   }
 
-  // three exps per input, then each step away from the middle centre is two multiplies
+  // two exps and a division per input, then each step away from the middle centre is two multiplies
   template <int D, bool CORRECTED, bool FLUSH, typename Emit>
   inline __attribute__((always_inline)) void recurrence(V xv, bool weighted, V wv, int64_t i0, Emit &&to) const
   {
@@ -193,7 +193,8 @@ template <typename T> struct GaussianRows {
     const V s = S::load(inv_width.data() + i0), d = S::load(delta.data() + i0), dc = S::load(decay.data() + i0);
     const V z = (xv - S::load(uniform_centres.data() + m * inP + i0)) * s;
     const V em = exp_bounded(-z * z);
-    V u = exp_bounded(T(2) * z * d - d * d), dn = exp_bounded(T(-2) * z * d - d * d);
+    // U_m = e^{2 z delta - delta^2} and D_m = e^{-2 z delta - delta^2} = e^{-2 delta^2} / U_m: one exp and a division
+    V u = exp_bounded(T(2) * z * d - d * d), dn = dc / u;
     // near-uniform centres: value k times e^a (header), applied to what is stored, not to the running value
     auto corrected_value = [&](int64_t k, V p) {
       if (!CORRECTED) return p;
