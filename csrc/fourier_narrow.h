@@ -31,11 +31,10 @@ template <typename T> struct FourierNarrow {
   // c: coefficients (1, in, 2F) contiguous, cos(f x) in column k, sin(f x) in column F + k
   FourierNarrow(const Basis<T> &b, const T *c) : in(b.in), inP(simd_round_up<T>(b.in)), F(b.K / 2), A(F * inP), B(F * inP)
   {
-    const int64_t phase = b.deriv % 4;    // (cos, sin)(y + d pi/2) = (pc cos y + ps sin y, pc sin y - ps cos y)
-    const T pc = phase == 0 ? T(1) : phase == 2 ? T(-1) : T(0), ps = phase == 1 ? T(-1) : phase == 3 ? T(1) : T(0);
+    T pc, ps;    // a cos(f x) + b sin(f x) -> f^d ((a pc - b ps) cos + (a ps + b pc) sin)
+    b.fourier_phase(pc, ps);
     for (int64_t k = 0; k < F; k++) {
-      T fd = T(1);
-      for (int64_t j = 0; j < b.deriv; j++) fd *= T(k + 1);
+      const T fd = b.derivative_scale(T(k + 1));
       for (int64_t i = 0; i < in; i++) {
         const T a = c[i * 2 * F + k], s = c[i * 2 * F + F + k];
         A[k * inP + i] = fd * (a * pc - s * ps);

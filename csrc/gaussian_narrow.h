@@ -107,15 +107,7 @@ template <typename T> struct GaussianNarrow {
     for (int64_t j = 0; j < len; j++) y[j] += a * v[j];
   }
   // calls f(std::integral_constant<int, D>) for this basis' derivative order (D = -1: any order)
-  template <typename F> void dispatch(F f) const
-  {
-    switch (basis.deriv) {
-      case 0: return f(std::integral_constant<int, 0>());
-      case 1: return f(std::integral_constant<int, 1>());
-      case 2: return f(std::integral_constant<int, 2>());
-      default: return f(std::integral_constant<int, -1>());
-    }
-  }
+  template <typename F> void dispatch(F f) const { rows.dispatch_deriv(f); }
 };
 
 }    // namespace kan_mlip

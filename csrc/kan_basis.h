@@ -365,10 +365,9 @@ template <typename T> struct Basis {
       return;
     }
     sincos_fn(x, sc, ss, rows * in);
-    // (cos, sin)((k + 1) x) by angle addition, SIMD over inputs; the d-th derivative is
-    // f^d (cos, sin)(f x + d pi/2): a fixed combination of cos and sin for each output column
-    const int64_t phase = deriv % 4;
-    const T pc = phase == 0 ? T(1) : phase == 2 ? T(-1) : T(0), ps = phase == 1 ? T(-1) : phase == 3 ? T(1) : T(0);
+    // (cos, sin)((k + 1) x) by angle addition, SIMD over inputs, mixed into the derivative's columns
+    T pc, ps;
+    fourier_phase(pc, ps);
     T *ck = rot, *sk = rot + in;
     for (int64_t r = 0; r < rows; r++) {
       const T *a = sc + r * in, *b = ss + r * in;
@@ -376,12 +375,26 @@ template <typename T> struct Basis {
         ck[i] = T(1);
         sk[i] = T(0);
       }
-      for (int64_t k = 0; k < K / 2; k++) {
-        T fd = T(1);
-        for (int64_t j = 0; j < deriv; j++) fd *= T(k + 1);
-        rotate(ck, sk, a, b, in, fd, pc, ps, phi + r * in * K + k * in, phi + r * in * K + (K / 2 + k) * in);
-      }
+      for (int64_t k = 0; k < K / 2; k++)
+        rotate(ck, sk, a, b, in, derivative_scale(T(k + 1)), pc, ps, phi + r * in * K + k * in,
+               phi + r * in * K + (K / 2 + k) * in);
     }
+  }
+
+  // The d-th derivative of (cos, sin)(f x) is f^d (cos, sin)(f x + d pi/2) = f^d (pc cos + ps sin,
+  // pc sin - ps cos)(f x): a fixed mix of cos and sin for each column (cos: cos, -sin, -cos, sin by d mod 4)
+  void fourier_phase(T &pc, T &ps) const
+  {
+    const int64_t phase = deriv % 4;
+    pc = phase == 0 ? T(1) : phase == 2 ? T(-1) : T(0);
+    ps = phase == 1 ? T(-1) : phase == 3 ? T(1) : T(0);
+  }
+  // f^d, the chain-rule factor of the d-th derivative of a function of f x
+  T derivative_scale(T f) const
+  {
+    T fd = T(1);
+    for (int64_t j = 0; j < deriv; j++) fd *= f;
+    return fd;
   }
 
   // one angle-addition step for a row of inputs, stored as the derivative's columns. Restrict
@@ -401,9 +414,10 @@ template <typename T> struct Basis {
   // f^d (cos, sin)(f x + d pi/2) from c = cos(f x), s = sin(f x): functions k and K/2 + k
   void store_fourier(T *v, int64_t k, T fd, T c, T s) const
   {
-    const int64_t phase = deriv % 4;
-    v[k] = fd * (phase == 0 ? c : (phase == 1 ? -s : (phase == 2 ? -c : s)));
-    v[K / 2 + k] = fd * (phase == 0 ? s : (phase == 1 ? c : (phase == 2 ? -s : -c)));
+    T pc, ps;
+    fourier_phase(pc, ps);
+    v[k] = fd * (pc * c + ps * s);
+    v[K / 2 + k] = fd * (pc * s - ps * c);
   }
 
   // any frequencies (grid[k]): two trig calls per function
@@ -411,9 +425,7 @@ template <typename T> struct Basis {
   {
     for (int64_t k = 0; k < K / 2; k++) {
       const T f = grid[k];
-      T fd = T(1);
-      for (int64_t j = 0; j < deriv; j++) fd *= f;
-      store_fourier(v, k, fd, std::cos(f * x), std::sin(f * x));
+      store_fourier(v, k, derivative_scale(f), std::cos(f * x), std::sin(f * x));
     }
   }
 };

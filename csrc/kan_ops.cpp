@@ -341,6 +341,7 @@ bool takes_wide(int64_t kind, int64_t out) { return (kind & KIND_MASK) == BSPLIN
 
 // Rows per block of the wide path: its values (V, in * 5 per row) and outputs stay in L2
 constexpr int64_t WIDE_ROWS = 64;
+static_assert(WIDE_ROWS <= 64, "WideBspline's bucket masks are 64-bit");
 
 // fn(n0, rows, V, mask, s) per block of WIDE_ROWS rows, its values and bucket masks as WideBspline reads
 // them (s: silu^(d) when the basis has the base)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import json
 
-from .harness import CONFIGS, ModelSize, interleaved_ratio, markdown_table, run, training_cost, write_outputs
+from .harness import (CONFIGS, ModelSize, cell_atoms, interleaved_ratio, markdown_table, pair_path, run, training_cost,
+                      write_outputs)
 
 
 def main(argv=None) -> int:
@@ -61,14 +62,14 @@ def main(argv=None) -> int:
         if r.lammps_over_model > args.max_overhead:
             failures.append(f"{name} {natoms} atoms: LAMMPS/bare model = {r.lammps_over_model:.2f} > {args.max_overhead}")
     for rep in args.replicas:
-        natoms = 71 * rep**3
+        natoms = cell_atoms(rep)
         mlp, kan = by.get(("mlp", natoms)), by.get(("kan_readout", natoms))
         if not (mlp and kan and mlp.status == kan.status == "ok"):
             continue
         work = outdir / "work"
         try:
-            ab = interleaved_ratio(work / f"mlp_{args.basis}_{args.dtype}.pt",
-                                   work / f"kan_readout_{args.basis}_{args.dtype}.pt", rep, args.check_rounds,
+            ab = interleaved_ratio(pair_path(work, "mlp", args.basis, args.dtype),
+                                   pair_path(work, "kan_readout", args.basis, args.dtype), rep, args.check_rounds,
                                    args.check_steps, args.warmup, work)
         except Exception as exc:
             failures.append(f"A/B run at {natoms} atoms: {type(exc).__name__}: {exc}")

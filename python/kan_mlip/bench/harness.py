@@ -64,6 +64,16 @@ class Record:
     machine: str = field(default_factory=lambda: f"{platform.machine()}, {torch.get_num_threads()} torch threads")
 
 
+def cell_atoms(rep: int) -> int:
+    """Atoms of the 71-atom Ag vacancy cell replicated rep x rep x rep times."""
+    return 71 * rep**3
+
+
+def pair_path(workdir: Path, name: str, basis: str, dtype: str) -> Path:
+    """The deployed file of a configuration, as run() writes it."""
+    return workdir / f"{name}_{basis}_{dtype}.pt"
+
+
 def model_config(placement: str, basis: str, dtype: str, size: ModelSize, seed: int = 1) -> dict:
     return {
         "_target_": "kan_mlip.models.KANAllegroModel", "seed": seed, "model_dtype": dtype, "type_names": ["Ag"],
@@ -123,17 +133,17 @@ def run(configs: List[str], reps: List[int], basis: str, dtype: str, steps: int,
     pairs: Dict[str, Path] = {}
     for name in configs:
         placement = CONFIGS[name][0] if name in CONFIGS else name
-        pair = workdir / f"{name}_{basis}_{dtype}.pt"
+        pair = pair_path(workdir, name, basis, dtype)
         try:
             cfg = model_config(placement, basis, dtype, size)
-            src = save_model(workdir / f"{name}_{basis}_{dtype}.pth", cfg, build_model(cfg))
+            src = save_model(pair.with_suffix(".pth"), cfg, build_model(cfg))
             deploy(src, pair, log=lambda *_: None)
             pairs[name] = pair
             build_error = ""
         except Exception as exc:  # reported as a failed row; the other configurations still run
             build_error = f"{type(exc).__name__}: {exc}"
         for rep in reps:
-            rec = Record(config=name, placement=placement, basis=basis, dtype=dtype, natoms=71 * rep**3, steps=steps,
+            rec = Record(config=name, placement=placement, basis=basis, dtype=dtype, natoms=cell_atoms(rep), steps=steps,
                          git_sha=sha)
             if build_error:
                 rec.status, rec.error = "failed", build_error
@@ -200,7 +210,7 @@ def interleaved_ratio(pair_a: Path, pair_b: Path, rep: int, rounds: int, steps: 
                           f"LAMMPS reported {len(runs)}")
     ms_a, ms_b = runs[1::4], runs[3::4]
     ratios = [b / a for a, b in zip(ms_a, ms_b)]
-    return {"a": str(pair_a), "b": str(pair_b), "natoms": 71 * rep**3, "rounds": rounds, "steps": steps,
+    return {"a": str(pair_a), "b": str(pair_b), "natoms": cell_atoms(rep), "rounds": rounds, "steps": steps,
             "ms_per_step_a": ms_a, "ms_per_step_b": ms_b, "ratios": ratios,
             "median_ratio": float(np.median(ratios)), "log": out}
 
