@@ -25,6 +25,7 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
+#include <atomic>
 #include <memory>
 #include <vector>
 
@@ -75,13 +76,31 @@ Tensor padded_coeff(const Tensor &coeff, int64_t C)
 // gives large frees back to the kernel): in LAMMPS, ~900 extra page faults per MD step for a KAN readout.
 enum ScratchSlot { COEFF_OPERAND, BLOCK, PRODUCT, TRANSPOSE, WIDE_TABLE, WIDE_VALUES, SCRATCH_SLOTS };
 
+// Bytes held by all threads' scratch buffers: memory that torch's allocator statistics do not see,
+// reported by the op kan_mlip::scratch_bytes (kan-bench adds it to a model call's tensor peak)
+std::atomic<int64_t> scratch_total{0};
+
+template <typename T> struct ScratchBuffers {
+  std::vector<T> slots[SCRATCH_SLOTS];
+  ~ScratchBuffers()    // a worker thread's exit
+  {
+    for (const auto &b : slots) scratch_total -= int64_t(b.capacity() * sizeof(T));
+  }
+};
+
 template <typename T> T *scratch(ScratchSlot slot, int64_t n)
 {
-  thread_local std::vector<T> buffers[SCRATCH_SLOTS];
-  std::vector<T> &b = buffers[slot];
-  if (int64_t(b.size()) < n) b.resize(n);
+  thread_local ScratchBuffers<T> buffers;
+  std::vector<T> &b = buffers.slots[slot];
+  if (int64_t(b.size()) < n) {
+    const int64_t before = int64_t(b.capacity() * sizeof(T));
+    b.resize(n);
+    scratch_total += int64_t(b.capacity() * sizeof(T)) - before;
+  }
   return b.data();
 }
+
+int64_t scratch_bytes() { return scratch_total.load(); }
 
 // c[o, i, k] at index column(i, k) * col_stride + o * out_stride of a zeroed buffer of `size` (the
 // calling thread's COEFF_OPERAND scratch): the GEMM operand in the dense block's column order
@@ -926,6 +945,7 @@ TORCH_LIBRARY(kan_mlip, m)
   m.def("kan_forward(Tensor x, Tensor coeff, Tensor? weight, Tensor grid, Tensor aux, int basis, int order, int deriv) -> Tensor");
   m.def("kan_input_grad(Tensor x, Tensor coeff, Tensor grad_out, Tensor grid, Tensor aux, int basis, int order, int deriv) -> Tensor");
   m.def("kan_coeff_grad(Tensor x, Tensor grad_out, Tensor? weight, Tensor grid, Tensor aux, int basis, int order, int deriv) -> Tensor");
+  m.def("scratch_bytes() -> int", &scratch_bytes);
 }
 
 TORCH_LIBRARY_IMPL(kan_mlip, CPU, m)

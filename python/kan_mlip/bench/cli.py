@@ -23,7 +23,7 @@ def main(argv=None) -> int:
                         help="replicate the 71-atom cell r x r x r (default: 1 2 4 = 71, 568, 4544 atoms)")
     parser.add_argument("--steps", type=int, default=200, help="timed steps (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=20, help="untimed warm-up steps (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=1, help="LAMMPS runs per point, interleaved across configurations (round by round); the fastest counts")
+    parser.add_argument("--repeats", type=int, default=1, help="LAMMPS runs per point, interleaved across configurations (round by round); the fastest counts for ms/step, the median for peak RSS")
     parser.add_argument("-o", "--outdir", default="bench", help="output directory (default: %(default)s)")
     parser.add_argument("--train-frames", type=int, default=0,
                         help="also time training (s/epoch) of each configuration's example config on this many EMT "

@@ -10,15 +10,16 @@ the same structure is timed too, so the pair style's own overhead is visible.
 import json
 import platform
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
-from .lammps import LammpsError, loop_time, loop_times, run_lammps_measured
+from .lammps import LammpsError, fixed_address_layout, loop_time, loop_times, run_lammps_measured
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "lammps"
 # name -> (kan_placement, label in the paper's Table 4)
@@ -56,6 +57,9 @@ class Record:
     model_ms_per_call: float = float("nan")
     lammps_over_model: float = float("nan")
     peak_rss_mb: float = float("nan")
+    peak_rss_mb_runs: List[float] = field(default_factory=list)
+    model_peak_mb: float = float("nan")  # one bare model call: torch's tensors at their peak + KAN op scratch
+    fixed_address_layout: bool = False  # LAMMPS ran without address randomisation (run_lammps_measured)
     gpu_peak_mb: Optional[float] = None
     device: str = "cpu"
     torch_version: str = torch.__version__
@@ -87,23 +91,16 @@ def model_config(placement: str, basis: str, dtype: str, size: ModelSize, seed: 
     }
 
 
-def bare_model_ms(pair: Path, rep: int, reps: int = 10) -> float:
-    """The deployed model's energy+force call alone, on the same replicated cell."""
-    from kan_mlip.ase.ghosts import ghost_graph
-    from kan_mlip.compiler.deploy import DTYPES, load_deployed
-    from kan_mlip.data import ag_vacancy_cell
-
-    model, meta = load_deployed(pair)
-    atoms = ag_vacancy_cell().repeat((rep, rep, rep))
-    atoms.rattle(0.02, seed=1)
-    types = np.zeros(len(atoms), dtype=int)
-    args = ghost_graph(atoms, np.array(meta["cutoff_matrix"]), types).inputs(types, DTYPES[meta["model_dtype"]])
-    for _ in range(3):
-        model(*args)
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        model(*args)
-    return 1e3 * (time.perf_counter() - t0) / reps
+def bare_model_call(pair: Path, rep: int, reps: int = 10) -> Tuple[float, float]:
+    """The deployed model's energy+force call alone, on the same replicated cell, in a fresh Python
+    process (model_call.py): (ms per call, the call's peak memory in MB). Fresh, so that the KAN ops'
+    scratch it counts is this model's, not that of models deployed or timed before in this process."""
+    out = subprocess.run([sys.executable, "-m", "kan_mlip.bench.model_call", str(pair), str(rep), str(reps)],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"bare model call of {pair} failed: {out.stderr.strip()[-2000:]}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return result["ms_per_call"], result["peak_mb"]
 
 
 def git_sha() -> str:
@@ -121,7 +118,10 @@ def run(configs: List[str], reps: List[int], basis: str, dtype: str, steps: int,
 
     With repeats > 1 the runs are interleaved (round 1: every configuration, round 2: again, ...) and
     the fastest of each point counts: a slow spell of a shared machine then costs every configuration
-    alike instead of skewing their ratio."""
+    alike instead of skewing their ratio. Peak RSS is the median of the repeats (all of them are kept
+    in peak_rss_mb_runs). LAMMPS runs with a fixed address layout where Linux allows it, which makes a
+    model's peak repeat to 0.3 MB (run_lammps_measured); where it does not, the median tames the ~20 MB
+    run-to-run spread."""
     from kan_mlip.compiler import deploy
     from kan_mlip.models.io import build_model, save_model
 
@@ -129,6 +129,7 @@ def run(configs: List[str], reps: List[int], basis: str, dtype: str, steps: int,
     logdir = logdir or workdir
     logdir.mkdir(parents=True, exist_ok=True)
     sha = git_sha()
+    fixed_layout = fixed_address_layout()
     records: Dict[tuple, Record] = {}
     pairs: Dict[str, Path] = {}
     for name in configs:
@@ -144,13 +145,15 @@ def run(configs: List[str], reps: List[int], basis: str, dtype: str, steps: int,
             build_error = f"{type(exc).__name__}: {exc}"
         for rep in reps:
             rec = Record(config=name, placement=placement, basis=basis, dtype=dtype, natoms=cell_atoms(rep), steps=steps,
-                         git_sha=sha)
+                         git_sha=sha, fixed_address_layout=fixed_layout)
             if build_error:
                 rec.status, rec.error = "failed", build_error
             records[(name, rep)] = rec
 
     fastest: Dict[tuple, tuple] = {}  # (name, rep) -> (timing, peak RSS, LAMMPS log) of its fastest run
     bare: Dict[tuple, float] = {}     # (name, rep) -> its fastest bare model call, ms
+    rss_runs: Dict[tuple, List[float]] = {}  # (name, rep) -> peak RSS of every run, MB
+    model_peak: Dict[tuple, float] = {}      # (name, rep) -> peak memory of a bare model call, MB
     points = [(name, rep) for name in configs for rep in reps if records[(name, rep)].status == "ok"]
     total, done = len(points) * repeats, 0
     for round_ in range(repeats):
@@ -163,13 +166,15 @@ def run(configs: List[str], reps: List[int], basis: str, dtype: str, steps: int,
                 out, rss = run_lammps_measured(EXAMPLES / "in.bench", {"model": pairs[name], "rep": rep, "warmup": warmup,
                                                                       "steps": steps}, cwd=workdir)
                 timing = loop_time(out)
-                model_ms = bare_model_ms(pairs[name], rep)
+                model_ms, model_mb = bare_model_call(pairs[name], rep)
             except Exception as exc:
                 rec.status, rec.error = "failed", f"{type(exc).__name__}: {exc}"
                 log(f"[{done}/{total}] {name:22s} {rec.natoms:6d} atoms: FAILED {rec.error[:200]}")
                 continue
             key = (name, rep)
             bare[key] = min(model_ms, bare.get(key, float("inf")))
+            model_peak[key] = model_mb
+            rss_runs.setdefault(key, []).append(rss)
             if key not in fastest or timing["ms_per_step"] < fastest[key][0]["ms_per_step"]:
                 fastest[key] = (timing, rss, out)
             log(f"[{done}/{total}] {name:22s} {rec.natoms:6d} atoms: {timing['ms_per_step']:9.2f} ms/step "
@@ -178,18 +183,21 @@ def run(configs: List[str], reps: List[int], basis: str, dtype: str, steps: int,
     for key, rec in records.items():
         if rec.status != "ok":
             continue
-        timing, rss, out = fastest[key]
+        timing, _, out = fastest[key]
         (logdir / f"{rec.config}_{rec.natoms}.log").write_text(out)
         rec.ms_per_step = timing["ms_per_step"]
         rec.atom_steps_per_s = rec.natoms * 1e3 / timing["ms_per_step"]
-        rec.peak_rss_mb = rss
+        rec.peak_rss_mb_runs = rss_runs[key]
+        rec.peak_rss_mb = float(np.median(rss_runs[key]))
         rec.lammps_version = out.splitlines()[0].strip() if out else ""
         rec.model_ms_per_call = bare[key]
+        rec.model_peak_mb = model_peak[key]
         rec.lammps_over_model = rec.ms_per_step / rec.model_ms_per_call
     for rec in records.values():
         if rec.status == "ok":
             log(f"{rec.config:22s} {rec.natoms:6d} atoms: {rec.ms_per_step:9.2f} ms/step (bare model "
-                f"{rec.model_ms_per_call:8.2f} ms, x{rec.lammps_over_model:.2f}), peak RSS {rec.peak_rss_mb:.0f} MB")
+                f"{rec.model_ms_per_call:8.2f} ms, x{rec.lammps_over_model:.2f}), peak RSS {rec.peak_rss_mb:.0f} MB, "
+                f"model call peak {rec.model_peak_mb:.1f} MB")
         else:
             log(f"{rec.config:22s} {rec.natoms:6d} atoms: FAILED {rec.error[:200]}")
     return list(records.values())
@@ -216,29 +224,32 @@ def interleaved_ratio(pair_a: Path, pair_b: Path, rep: int, rounds: int, steps: 
 
 
 def markdown_table(records: List[Record]) -> str:
-    """The paper's Table 4 layout: one row per configuration, ms/step per system size, memory."""
+    """The paper's Table 4 layout: one row per configuration; ms/step, peak RSS of LAMMPS and the peak
+    memory of a bare model call per system size, each also as a ratio to the MLP's at that size."""
     sizes = sorted({r.natoms for r in records})
     names = list(dict.fromkeys(r.config for r in records))
-    mlp = {r.natoms: r.ms_per_step for r in records if r.config == "mlp" and r.status == "ok"}
-    head = "| configuration | " + " | ".join(f"ms/step ({n} atoms)" for n in sizes) + " | vs MLP | peak RSS (MB) |"
-    lines = [head, "|" + "---|" * (len(sizes) + 3)]
+    mlp = {r.natoms: r for r in records if r.config == "mlp" and r.status == "ok"}
+    columns = [("ms/step", "ms_per_step", "{:.2f}"), ("peak RSS MB", "peak_rss_mb", "{:.0f}"),
+               ("model call peak MB", "model_peak_mb", "{:.1f}")]
+    head = "| configuration | " + " | ".join(" | ".join(f"{title} ({n} atoms)" for n in sizes) + " | vs MLP"
+                                             for title, _, _ in columns) + " |"
+    lines = [head, "|" + "---|" * (1 + len(columns) * (len(sizes) + 1))]
     for name in names:
         rows = {r.natoms: r for r in records if r.config == name}
         label = CONFIGS.get(name, (name, name))[1]
-        cells, ratios = [], []
-        for n in sizes:
-            r = rows.get(n)
-            if r is None:
-                cells.append("-")
-            elif r.status != "ok":
-                cells.append(f"failed: {r.error[:60]}")
-            else:
-                cells.append(f"{r.ms_per_step:.2f}")
+        cells = []
+        for _, attr, fmt in columns:
+            values, ratios = [], []
+            for n in sizes:
+                r = rows.get(n)
+                if r is None or r.status != "ok":
+                    values.append("-" if r is None else (f"failed: {r.error[:60]}" if attr == "ms_per_step" else "failed"))
+                    continue
+                values.append(fmt.format(getattr(r, attr)))
                 if n in mlp:
-                    ratios.append(r.ms_per_step / mlp[n])
-        ratio = " / ".join(f"{x:.3f}" for x in ratios) if ratios else "-"
-        rss = max((r.peak_rss_mb for r in rows.values() if r.status == "ok"), default=float("nan"))
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {ratio} | {rss:.0f} |")
+                    ratios.append(f"{getattr(r, attr) / getattr(mlp[n], attr):.3f}")
+            cells += values + [" / ".join(ratios) or "-"]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -51,3 +51,10 @@ def fused_ops_have_cuda() -> bool:
 
 def use_fused_default() -> bool:
     return os.environ.get("KAN_MLIP_DISABLE_FUSED", "0") != "1" and fused_ops_available()
+
+
+def scratch_bytes() -> int:
+    """Bytes that the fused ops hold in per-thread scratch buffers (kept between calls, so a call does
+    not page-fault them in afresh): memory that torch's allocator statistics do not count. 0 without
+    the ops."""
+    return int(torch.ops.kan_mlip.scratch_bytes()) if fused_ops_available() else 0
