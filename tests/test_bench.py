@@ -66,21 +66,6 @@ def test_check_ab_run_times_both_models_in_one_lammps_process(tmp_path):
     assert ab["median_ratio"] == pytest.approx(np.median(ab["ratios"]))
 
 
-def test_peak_rss_repeats_under_a_fixed_address_layout(tmp_path):
-    # with address randomisation the same model's peak moved 20 MB between runs at 71 atoms, more than
-    # the KAN / MLP difference it must resolve; the harness fixes the layout, and the peak then repeats
-    from kan_mlip.bench.lammps import fixed_address_layout, run_lammps_measured
-
-    if not fixed_address_layout():
-        pytest.skip("personality(2) refused here: LAMMPS runs with address randomisation")
-    rc = main(["--configs", "mlp", "--replicas", "1", "--steps", "5", "--warmup", "2", "--repeats", "2",
-               "-o", str(tmp_path)])
-    assert rc == 0
-    (rec,) = json.loads((tmp_path / "bench.json").read_text())
-    assert rec["fixed_address_layout"] and len(rec["peak_rss_mb_runs"]) == 2
-    assert max(rec["peak_rss_mb_runs"]) - min(rec["peak_rss_mb_runs"]) < 1.0, rec["peak_rss_mb_runs"]
-
-
 def test_call_peak_sees_a_materialised_basis_tensor_and_the_fused_ops_do_not_make_one():
     # the call's peak memory is what it holds at once: the reference KAN layer builds the (rows, in, K)
     # basis tensor (here 1260 x 192 x 8 doubles, 14.8 MB), the fused ops must not

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from .lammps import LammpsError, fixed_address_layout, loop_time, loop_times, run_lammps_measured
+from .lammps import LammpsError, loop_time, loop_times, run_lammps_measured
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "lammps"
 # name -> (kan_placement, label in the paper's Table 4)
@@ -59,7 +59,6 @@ class Record:
     peak_rss_mb: float = float("nan")
     peak_rss_mb_runs: List[float] = field(default_factory=list)
     model_peak_mb: float = float("nan")  # one bare model call: torch's tensors at their peak + KAN op scratch
-    fixed_address_layout: bool = False  # LAMMPS ran without address randomisation (run_lammps_measured)
     gpu_peak_mb: Optional[float] = None
     device: str = "cpu"
     torch_version: str = torch.__version__
@@ -119,9 +118,9 @@ def run(configs: List[str], reps: List[int], basis: str, dtype: str, steps: int,
     With repeats > 1 the runs are interleaved (round 1: every configuration, round 2: again, ...) and
     the fastest of each point counts: a slow spell of a shared machine then costs every configuration
     alike instead of skewing their ratio. Peak RSS is the median of the repeats (all of them are kept
-    in peak_rss_mb_runs). LAMMPS runs with a fixed address layout where Linux allows it, which makes a
-    model's peak repeat to 0.3 MB (run_lammps_measured); where it does not, the median tames the ~20 MB
-    run-to-run spread."""
+    in peak_rss_mb_runs): the same model's peak moves by ~20 MB at 71 atoms and ~90 MB at 568 from run
+    to run, as where glibc's heap can grow depends on where the libraries were mapped (address
+    randomisation). The model call peak (model_call.py) is the number that repeats."""
     from kan_mlip.compiler import deploy
     from kan_mlip.models.io import build_model, save_model
 
@@ -129,7 +128,6 @@ def run(configs: List[str], reps: List[int], basis: str, dtype: str, steps: int,
     logdir = logdir or workdir
     logdir.mkdir(parents=True, exist_ok=True)
     sha = git_sha()
-    fixed_layout = fixed_address_layout()
     records: Dict[tuple, Record] = {}
     pairs: Dict[str, Path] = {}
     for name in configs:
@@ -145,7 +143,7 @@ def run(configs: List[str], reps: List[int], basis: str, dtype: str, steps: int,
             build_error = f"{type(exc).__name__}: {exc}"
         for rep in reps:
             rec = Record(config=name, placement=placement, basis=basis, dtype=dtype, natoms=cell_atoms(rep), steps=steps,
-                         git_sha=sha, fixed_address_layout=fixed_layout)
+                         git_sha=sha)
             if build_error:
                 rec.status, rec.error = "failed", build_error
             records[(name, rep)] = rec

