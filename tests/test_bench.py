@@ -56,7 +56,8 @@ def test_check_ab_run_times_both_models_in_one_lammps_process(tmp_path):
     check = json.loads((tmp_path / "check.json").read_text())
     (ab,) = check["ab"]
     assert check["basis"] == "bspline" and ab["natoms"] == 71 and ab["rounds"] == 3
-    assert "KAN output block / MLP" in check["failures"][0]
+    # (over 5 steps LAMMPS / bare model may exceed its limit too, and that failure is listed first)
+    assert any("KAN output block / MLP" in f for f in check["failures"])
     # every number is a Loop time of the kept log: per round, warm-up and timed runs of a, then of b
     runs = loop_times((tmp_path / "check_71.log").read_text())
     assert len(runs) == 12 and all(r["atoms"] == 71 for r in runs)
