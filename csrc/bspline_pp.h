@@ -84,13 +84,10 @@ template <typename T> struct BsplinePieces {
     const int32_t base_row = int32_t(i * (M + 1)), outside = int32_t(M);
     if (basis.uniform[i]) {
       const T s = inv_h[i], last = T(M - 1);
-      for (int64_t r = 0; r < rows; r++) {    // as Basis::eval_block: branch-free, vectorises
-        const T xr = x[r], pos = (xr - a) * s;
-        const T above = pos > T(0) ? pos : T(0), clamped = above < last ? above : last;
-        const T m = std::trunc(clamped);
-        const bool inside = (xr >= a) & (xr < b);
-        v[r] = inside ? pos - m - T(0.5) : T(0);
-        at[r] = (base_row + (inside ? int32_t(m) : outside)) * stride;
+      for (int64_t r = 0; r < rows; r++) {    // branch-free: vectorises
+        const auto k = uniform_interval(x[r], a, b, s, last);
+        v[r] = k.inside ? k.pos - k.m - T(0.5) : T(0);
+        at[r] = (base_row + (k.inside ? int32_t(k.m) : outside)) * stride;
       }
       return;
     }
@@ -264,12 +261,10 @@ template <typename T> struct BsplinePP {
     const T a = pieces.t0[i], b = pieces.tl[i], h = pieces.inv_h[i], last = T(M - 1), wbi = BASE ? wb[i] : T(0);
     for (int64_t r = 0; r < rows; r += W) {
       const int64_t n = std::min<int64_t>(W, rows - r);
-      const vec xv = V::load_partial(x + r, n, vec{}), pos = (xv - a) * h;
-      const vec above = pos > T(0) ? pos : vec{}, clamped = above < last ? above : vec{} + last;
-      const ivec mi = __builtin_convertvector(clamped, ivec);    // trunc = floor: clamped >= 0
-      const auto inside = (xv >= a) & (xv < b);
-      const vec u = inside ? pos - __builtin_convertvector(mi, vec) - T(0.5) : vec{};
-      const ivec idx = inside ? mi : ivec{} + typename V::lane(M);
+      const vec xv = V::load_partial(x + r, n, vec{});
+      const auto k = uniform_interval(xv, V::broadcast(a), V::broadcast(b), V::broadcast(h), last);
+      const vec u = k.inside ? k.pos - k.m - T(0.5) : vec{};
+      const ivec idx = k.inside ? __builtin_convertvector(k.m, ivec) : ivec{} + typename V::lane(M);
       vec v = __builtin_shuffle(lo[QC], hi[QC], idx);
       for (int e = QC - 1; e >= 0; e--) v = v * u + __builtin_shuffle(lo[e], hi[e], idx);
       if constexpr (BASE) v += wbi * V::load_partial(s + r, n, vec{});

@@ -241,11 +241,6 @@ template <typename T> struct WideBspline {
   }
 };
 
-// 32-bit integer lanes of a SIMD vector of doubles / floats (not dependent types: GCC drops vector_size
-// on a typedef that depends on a template parameter)
-typedef int32_t Int32HalfVec __attribute__((vector_size(SIMD_BYTES / 2)));
-typedef int32_t Int32Vec __attribute__((vector_size(SIMD_BYTES)));
-
 // A wide block's values for uniform cubic knots (Basis::dense_cubic: efficient-kan's default), in one pass
 // over each row's inputs in SIMD: the knot interval m and position u of Basis::eval_block and the cubics of
 // Basis::cubic_pieces, written as WideBspline reads them.
@@ -276,20 +271,17 @@ template <typename T> struct CubicRows {
   {
     std::fill(mask, mask + in * nb, uint64_t(0));
     const T last = T(basis.grid_len - 2);
-    using ivec = typename std::conditional<sizeof(T) == 8, Int32HalfVec, Int32Vec>::type;
+    using ivec = Int32Lanes<T>;
     for (int64_t r = 0; r < rows; r++)
       for (int64_t i = 0; i < in; i += W) {
         const int64_t n = std::min<int64_t>(W, in - i);
-        const vec xv = S::load_partial(x + r * in + i, n, vec{}), a0 = S::load(t0.data() + i);
-        const vec pos = (xv - a0) * S::load(inv_h.data() + i);
-        const vec above = pos > T(0) ? pos : vec{}, clamped = above < last ? above : vec{} + last;
-        const vec m = __builtin_convertvector(__builtin_convertvector(clamped, ivec), vec);    // floor: clamped >= 0
-        const auto inside = (xv >= a0) & (xv < S::load(tl.data() + i));
-        const vec u = inside ? pos - m : vec{}, sc = S::load(scale.data() + i);
+        const vec xv = S::load_partial(x + r * in + i, n, vec{});
+        const auto at = uniform_interval(xv, S::load(t0.data() + i), S::load(tl.data() + i), S::load(inv_h.data() + i), last);
+        const vec u = at.inside ? at.pos - at.m : vec{}, sc = S::load(scale.data() + i);
         vec v[4];
         Basis<T>::template cubic_pieces<D>(u, v);
-        for (int j = 0; j < 4; j++) S::store_partial(V + (r * 4 + j) * in + i, inside ? v[j] * sc : vec{}, n);
-        const ivec k = __builtin_convertvector(inside ? m : vec{} + T(sentinel + 3), ivec);    // first + 3
+        for (int j = 0; j < 4; j++) S::store_partial(V + (r * 4 + j) * in + i, at.inside ? v[j] * sc : vec{}, n);
+        const ivec k = __builtin_convertvector(at.inside ? at.m : vec{} + T(sentinel + 3), ivec);    // first + 3
         for (int64_t l = 0; l < n; l++) mask[(i + l) * nb + k[l]] |= uint64_t(1) << r;
       }
   }

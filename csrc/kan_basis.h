@@ -14,15 +14,43 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "kan_kinds.h"
+#include "simd.h"
 #include "vec_exp.h"
 
 namespace kan_mlip {
 
 
 template <typename T> inline T safe_div(T a, T b) { return b != T(0) ? a / b : T(0); }    // 0/0 terms are 0
+
+// Where x lies on uniform knots t0 + j h, j = 0 .. last + 1 (tl the last knot): its position pos =
+// (x - t0) / h, its interval m = floor(pos) clamped to [0, last] (a whole number, as a V), and whether
+// t0 <= x < tl (false for NaN; m and pos then mean nothing). Branch-free on a scalar (the loops around
+// it vectorise) or on a SIMD vector of T (the knot values then vectors too). m by truncation, floor
+// of the clamped pos >= 0: on scalars std::trunc, which GCC 12 if-converts next to these selects
+// where it leaves an integer conversion as a branch.
+template <typename V> struct KnotInterval {
+  V pos, m;
+  decltype(V{} < V{}) inside;
+};
+
+template <typename V, typename T>
+inline __attribute__((always_inline)) KnotInterval<V> uniform_interval(V x, V t0, V tl, V inv_h, T last)
+{
+  const V pos = (x - t0) * inv_h;
+  const V above = pos > T(0) ? pos : V{}, clamped = above < last ? above : V{} + last;
+  V m;
+  if constexpr (std::is_floating_point<V>::value) m = std::trunc(clamped);
+  else m = __builtin_convertvector(__builtin_convertvector(clamped, Int32Lanes<T>), V);
+  KnotInterval<V> at;
+  at.pos = pos;
+  at.m = m;
+  at.inside = (x >= t0) & (x < tl);
+  return at;
+}
 
 // Per-call view of a basis (grid buffers, derived constants), evaluated a block of rows at a time.
 template <typename T> struct Basis {
@@ -117,15 +145,10 @@ template <typename T> struct Basis {
       if (uni) {    // m and the position u = (x - t[m]) / h in the interval, in closed form
         T *mT = left;    // m as a T (-1 outside) in an all-T loop, which vectorises; then m as an integer
         const T last = T(grid_len - 2);
-        // branch-free with every operation unconditional, and m by trunc() rather than an integer
-        // conversion, which GCC 12 would not if-convert next to these selects: the loop vectorises
         for (int64_t r = 0; r < rows; r++) {
-          const T xr = x[r], pos = (xr - t0) * inv_h;
-          const T above = pos > T(0) ? pos : T(0), clamped = above < last ? above : last;
-          const T m = std::trunc(clamped), frac = pos - m;    // trunc = floor for pos >= 0
-          const bool inside = (xr >= t0) & (xr < tl);
-          mT[r] = inside ? m : T(-1);
-          u[r] = inside ? frac : T(0);
+          const auto at = uniform_interval(x[r], t0, tl, inv_h, last);
+          mT[r] = at.inside ? at.m : T(-1);
+          u[r] = at.inside ? at.pos - at.m : T(0);
         }
         for (int64_t r = 0; r < rows; r++) f[r] = int32_t(mT[r]);
       } else {

@@ -59,6 +59,12 @@ template <typename T, int BYTES = SIMD_BYTES> struct Simd {
   }
 };
 
+// 32-bit integer lanes of a full SIMD vector of doubles (Int32HalfVec) or floats (Int32Vec), and the one
+// of T's (not dependent types: GCC drops vector_size on a typedef that depends on a template parameter)
+typedef int32_t Int32HalfVec __attribute__((vector_size(SIMD_BYTES / 2)));
+typedef int32_t Int32Vec __attribute__((vector_size(SIMD_BYTES)));
+template <typename T> using Int32Lanes = typename std::conditional<sizeof(T) == 8, Int32HalfVec, Int32Vec>::type;
+
 // sum_j a[j] b[j] with vector partial sums (a scalar sum is an ordered reduction that the compiler does
 // not vectorise without -ffast-math)
 template <typename T> inline T simd_dot(const T *__restrict a, const T *__restrict b, int64_t len)
