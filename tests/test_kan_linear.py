@@ -232,3 +232,31 @@ def test_univariate_functions_are_the_layer_on_one_hot_inputs(basis):
         inputs = torch.zeros(11, 3, dtype=torch.float64)
         inputs[:, i] = x
         torch.testing.assert_close(layer(inputs).t(), phi[:, i], rtol=1e-12, atol=1e-12)
+
+
+def _built_in(dtype, **kw):
+    default = torch.get_default_dtype()  # the tests run with nequip's global state: float64
+    torch.set_default_dtype(dtype)
+    try:
+        return KANLinear(**kw)
+    finally:
+        torch.set_default_dtype(default)
+
+
+@pytest.mark.parametrize("basis", ["bspline", "gaussian"])
+def test_cast_to_float64_builds_the_grid_again_exactly(basis):
+    # cast float32 knots are uniform only to ~1e-8, which sends the fused ops down their general paths
+    # (B-spline 192 -> 32: 2x slower): a grid still at its constructor's values is built again in float64
+    cast = _built_in(torch.float32, in_features=8, out_features=4, basis=basis).double()
+    built = _built_in(torch.float64, in_features=8, out_features=4, basis=basis)
+    for name, buffer in built.basis.named_buffers():
+        assert getattr(cast.basis, name).dtype == torch.float64 and torch.equal(getattr(cast.basis, name), buffer), name
+    spacing = cast.basis.grid.diff(dim=1)
+    assert (spacing - spacing[:, :1]).abs().max() <= 1e-14
+    # a grid moved to data is the layer's own: cast, not replaced
+    moved = _built_in(torch.float32, in_features=8, out_features=4, basis=basis)
+    moved.update_grid(torch.rand(200, 8, dtype=torch.float32) * 3 - 1)
+    grid32 = moved.basis.grid.clone()
+    assert torch.equal(moved.double().basis.grid, grid32.double())
+    # and back to float32: a cast as always
+    assert torch.equal(cast.float().basis.grid, built.basis.grid.float())

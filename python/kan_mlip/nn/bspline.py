@@ -14,6 +14,8 @@ from typing import List, Sequence
 
 import torch
 
+from .exact_grids import apply_keeping_grids_exact
+
 
 class BSplineBasis(torch.nn.Module):
     """``B(x)[n, i, k] = B_k(x[n, i])`` on a per-feature knot vector (buffer ``grid``)."""
@@ -38,10 +40,22 @@ class BSplineBasis(torch.nn.Module):
         self.grid_size = int(grid_size)
         self.spline_order = int(spline_order)
         self.num_basis = self.grid_size + self.spline_order
-        h = (hi - lo) / self.grid_size
-        knots = torch.arange(-self.spline_order, self.grid_size + self.spline_order + 1) * h + lo
-        self.register_buffer("grid", knots.expand(in_features, -1).contiguous())
+        self.grid_range = (lo, hi)
+        self.register_buffer("grid", self._uniform_grid(in_features, torch.get_default_dtype(), torch.device("cpu")))
         self.register_buffer("aux", torch.zeros(0))  # unused by this basis; the fused op's signature has it
+
+    def _uniform_grid(self, in_features: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        lo, hi = self.grid_range
+        h = (hi - lo) / self.grid_size
+        knots = torch.arange(-self.spline_order, self.grid_size + self.spline_order + 1, dtype=dtype, device=device) * h + lo
+        return knots.expand(in_features, -1).contiguous()
+
+    def _apply(self, fn, recurse=True):
+        if not hasattr(self, "grid_range"):  # pickled before grids were kept exact
+            return super()._apply(fn, recurse)
+        in_features = self.grid.shape[0]
+        return apply_keeping_grids_exact(self, super()._apply, fn, recurse,
+                                         {"grid": lambda dtype, device: self._uniform_grid(in_features, dtype, device)})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.grid  # (in, grid_size + 2k + 1)

@@ -10,6 +10,7 @@ from typing import Sequence
 import torch
 
 from .bspline import _check_range
+from .exact_grids import apply_keeping_grids_exact
 
 
 class GaussianBasis(torch.nn.Module):
@@ -23,9 +24,26 @@ class GaussianBasis(torch.nn.Module):
             raise ValueError(f"gaussian option 'num_grids' must be an integer >= 2, got {num_grids!r}")
         lo, hi = _check_range("gaussian", "grid_range", grid_range)
         self.num_basis = int(num_grids)
-        centres = torch.linspace(lo, hi, self.num_basis)
-        self.register_buffer("grid", centres.expand(in_features, -1).contiguous())
-        self.register_buffer("inv_width", torch.full((in_features, 1), (self.num_basis - 1) / (hi - lo)))
+        self.grid_range = (lo, hi)
+        dtype, cpu = torch.get_default_dtype(), torch.device("cpu")
+        self.register_buffer("grid", self._uniform_centres(in_features, dtype, cpu))
+        self.register_buffer("inv_width", self._uniform_inv_width(in_features, dtype, cpu))
+
+    def _uniform_centres(self, in_features: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        lo, hi = self.grid_range
+        return torch.linspace(lo, hi, self.num_basis, dtype=dtype, device=device).expand(in_features, -1).contiguous()
+
+    def _uniform_inv_width(self, in_features: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        lo, hi = self.grid_range
+        return torch.full((in_features, 1), (self.num_basis - 1) / (hi - lo), dtype=dtype, device=device)
+
+    def _apply(self, fn, recurse=True):
+        if not hasattr(self, "grid_range"):  # pickled before grids were kept exact
+            return super()._apply(fn, recurse)
+        n = self.grid.shape[0]
+        return apply_keeping_grids_exact(self, super()._apply, fn, recurse, {
+            "grid": lambda dtype, device: self._uniform_centres(n, dtype, device),
+            "inv_width": lambda dtype, device: self._uniform_inv_width(n, dtype, device)})
 
     @property
     def aux(self) -> torch.Tensor:
