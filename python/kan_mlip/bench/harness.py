@@ -58,6 +58,8 @@ class Record:
     lammps_over_model: float = float("nan")
     peak_rss_mb: float = float("nan")
     peak_rss_mb_runs: List[float] = field(default_factory=list)
+    peak_anon_mb: float = float("nan")  # peak RSS less shared libraries' pages (run_lammps_measured), median
+    peak_anon_mb_runs: List[float] = field(default_factory=list)
     model_peak_mb: float = float("nan")  # one bare model call: torch's tensors at their peak + KAN op scratch
     gpu_peak_mb: Optional[float] = None
     device: str = "cpu"
@@ -120,7 +122,9 @@ def run(configs: List[str], reps: List[int], basis: str, dtype: str, steps: int,
     alike instead of skewing their ratio. Peak RSS is the median of the repeats (all of them are kept
     in peak_rss_mb_runs): the same model's peak moves by ~20 MB at 71 atoms and ~90 MB at 568 from run
     to run, as where glibc's heap can grow depends on where the libraries were mapped (address
-    randomisation). The model call peak (model_call.py) is the number that repeats."""
+    randomisation). The same for peak_anon_mb, the peak less the shared libraries' pages, whose
+    number depends on the page cache. The model call peak (model_call.py) is the number that
+    repeats."""
     from kan_mlip.compiler import deploy
     from kan_mlip.models.io import build_model, save_model
 
@@ -151,6 +155,7 @@ def run(configs: List[str], reps: List[int], basis: str, dtype: str, steps: int,
     fastest: Dict[tuple, tuple] = {}  # (name, rep) -> (timing, peak RSS, LAMMPS log) of its fastest run
     bare: Dict[tuple, float] = {}     # (name, rep) -> its fastest bare model call, ms
     rss_runs: Dict[tuple, List[float]] = {}  # (name, rep) -> peak RSS of every run, MB
+    anon_runs: Dict[tuple, List[float]] = {}  # (name, rep) -> the same less shared libraries' pages, MB
     model_peak: Dict[tuple, float] = {}      # (name, rep) -> peak memory of a bare model call, MB
     points = [(name, rep) for name in configs for rep in reps if records[(name, rep)].status == "ok"]
     total, done = len(points) * repeats, 0
@@ -161,7 +166,7 @@ def run(configs: List[str], reps: List[int], basis: str, dtype: str, steps: int,
             if rec.status != "ok":  # failed in an earlier round
                 continue
             try:
-                out, rss = run_lammps_measured(EXAMPLES / "in.bench", {"model": pairs[name], "rep": rep, "warmup": warmup,
+                out, rss, anon = run_lammps_measured(EXAMPLES / "in.bench", {"model": pairs[name], "rep": rep, "warmup": warmup,
                                                                       "steps": steps}, cwd=workdir)
                 timing = loop_time(out)
                 model_ms, model_mb = bare_model_call(pairs[name], rep)
@@ -173,6 +178,7 @@ def run(configs: List[str], reps: List[int], basis: str, dtype: str, steps: int,
             bare[key] = min(model_ms, bare.get(key, float("inf")))
             model_peak[key] = model_mb
             rss_runs.setdefault(key, []).append(rss)
+            anon_runs.setdefault(key, []).append(anon)
             if key not in fastest or timing["ms_per_step"] < fastest[key][0]["ms_per_step"]:
                 fastest[key] = (timing, rss, out)
             log(f"[{done}/{total}] {name:22s} {rec.natoms:6d} atoms: {timing['ms_per_step']:9.2f} ms/step "
@@ -187,6 +193,8 @@ def run(configs: List[str], reps: List[int], basis: str, dtype: str, steps: int,
         rec.atom_steps_per_s = rec.natoms * 1e3 / timing["ms_per_step"]
         rec.peak_rss_mb_runs = rss_runs[key]
         rec.peak_rss_mb = float(np.median(rss_runs[key]))
+        rec.peak_anon_mb_runs = anon_runs[key]
+        rec.peak_anon_mb = float(np.median(anon_runs[key]))
         rec.lammps_version = out.splitlines()[0].strip() if out else ""
         rec.model_ms_per_call = bare[key]
         rec.model_peak_mb = model_peak[key]
@@ -194,7 +202,8 @@ def run(configs: List[str], reps: List[int], basis: str, dtype: str, steps: int,
     for rec in records.values():
         if rec.status == "ok":
             log(f"{rec.config:22s} {rec.natoms:6d} atoms: {rec.ms_per_step:9.2f} ms/step (bare model "
-                f"{rec.model_ms_per_call:8.2f} ms, x{rec.lammps_over_model:.2f}), peak RSS {rec.peak_rss_mb:.0f} MB, "
+                f"{rec.model_ms_per_call:8.2f} ms, x{rec.lammps_over_model:.2f}), peak RSS {rec.peak_rss_mb:.0f} MB "
+                f"({rec.peak_anon_mb:.0f} less libraries), "
                 f"model call peak {rec.model_peak_mb:.1f} MB")
         else:
             log(f"{rec.config:22s} {rec.natoms:6d} atoms: FAILED {rec.error[:200]}")
@@ -208,8 +217,8 @@ def interleaved_ratio(pair_a: Path, pair_b: Path, rep: int, rounds: int, steps: 
     Each round runs a, then b (warm-up steps untimed), a second or so apart, so a shared machine's slow
     spells (here: the same model's ms/step moving 1.5x within minutes) hit both alike; the median of the
     per-round ratios then discards the rounds that straddle a change of speed."""
-    out, _ = run_lammps_measured(EXAMPLES / "in.bench_ab", {"a": pair_a, "b": pair_b, "rep": rep, "rounds": rounds,
-                                                           "steps": steps, "warmup": warmup}, cwd=workdir)
+    out = run_lammps_measured(EXAMPLES / "in.bench_ab", {"a": pair_a, "b": pair_b, "rep": rep, "rounds": rounds,
+                                                        "steps": steps, "warmup": warmup}, cwd=workdir).output
     runs = [r["ms_per_step"] for r in loop_times(out)]
     if len(runs) != 4 * rounds:
         raise LammpsError(f"expected {4 * rounds} runs (warm-up and timed, a and b, {rounds} rounds), "
@@ -222,12 +231,14 @@ def interleaved_ratio(pair_a: Path, pair_b: Path, rep: int, rounds: int, steps: 
 
 
 def markdown_table(records: List[Record]) -> str:
-    """The paper's Table 4 layout: one row per configuration; ms/step, peak RSS of LAMMPS and the peak
-    memory of a bare model call per system size, each also as a ratio to the MLP's at that size."""
+    """The paper's Table 4 layout: one row per configuration; ms/step, peak RSS of LAMMPS (all of it, and
+    less the shared libraries' pages) and the peak memory of a bare model call per system size, each
+    also as a ratio to the MLP's at that size."""
     sizes = sorted({r.natoms for r in records})
     names = list(dict.fromkeys(r.config for r in records))
     mlp = {r.natoms: r for r in records if r.config == "mlp" and r.status == "ok"}
     columns = [("ms/step", "ms_per_step", "{:.2f}"), ("peak RSS MB", "peak_rss_mb", "{:.0f}"),
+               ("peak RSS less libraries MB", "peak_anon_mb", "{:.0f}"),
                ("model call peak MB", "model_peak_mb", "{:.1f}")]
     head = "| configuration | " + " | ".join(" | ".join(f"{title} ({n} atoms)" for n in sizes) + " | vs MLP"
                                              for title, _, _ in columns) + " |"

