@@ -65,19 +65,19 @@ def _in_dtype(model, config: Optional[Dict[str, Any]], dtype: str) -> torch.nn.M
     from kan_mlip.models.io import build_model
 
     rebuilt = build_model(dict(config, model_dtype=dtype))
+    from kan_mlip.nn.exact_grids import is_rounding_of
+
     exact = rebuilt.state_dict()
     buffers = {name for name, _ in model.named_buffers()}
-    source_eps = torch.finfo(DTYPES[model.metadata["model_dtype"]]).eps
-    upcast = source_eps > torch.finfo(DTYPES[dtype]).eps
+    source = DTYPES[model.metadata["model_dtype"]]
+    upcast = torch.finfo(source).eps > torch.finfo(DTYPES[dtype]).eps
     state = {}
     for key, value in model.state_dict().items():
         value = value.to(DTYPES[dtype]) if value.is_floating_point() else value
         # A buffer the builder computes (a KAN grid, Bessel roots) is, in a float32 source, the rounding of what
         # the float64 rebuild holds exactly: take the exact one. Cast float32 knots are uniform only to ~1e-8,
         # which would send B-spline layers down the general path (2x slower) instead of the uniform-knot one.
-        if (upcast and key in buffers and value.is_floating_point() and key in exact
-                and exact[key].shape == value.shape
-                and torch.allclose(value, exact[key], rtol=4 * source_eps, atol=4 * source_eps)):
+        if upcast and key in buffers and value.is_floating_point() and key in exact and is_rounding_of(value, exact[key], source):
             value = exact[key]
         state[key] = value
     rebuilt.load_state_dict(state)

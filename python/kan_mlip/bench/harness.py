@@ -152,7 +152,7 @@ def run(configs: List[str], reps: List[int], basis: str, dtype: str, steps: int,
                 rec.status, rec.error = "failed", build_error
             records[(name, rep)] = rec
 
-    fastest: Dict[tuple, tuple] = {}  # (name, rep) -> (timing, peak RSS, LAMMPS log) of its fastest run
+    fastest: Dict[tuple, tuple] = {}  # (name, rep) -> (timing, LAMMPS log) of its fastest run
     bare: Dict[tuple, float] = {}     # (name, rep) -> its fastest bare model call, ms
     rss_runs: Dict[tuple, List[float]] = {}  # (name, rep) -> peak RSS of every run, MB
     anon_runs: Dict[tuple, List[float]] = {}  # (name, rep) -> the same less shared libraries' pages, MB
@@ -180,14 +180,14 @@ def run(configs: List[str], reps: List[int], basis: str, dtype: str, steps: int,
             rss_runs.setdefault(key, []).append(rss)
             anon_runs.setdefault(key, []).append(anon)
             if key not in fastest or timing["ms_per_step"] < fastest[key][0]["ms_per_step"]:
-                fastest[key] = (timing, rss, out)
+                fastest[key] = (timing, out)
             log(f"[{done}/{total}] {name:22s} {rec.natoms:6d} atoms: {timing['ms_per_step']:9.2f} ms/step "
                 f"(bare model {model_ms:8.2f} ms), peak RSS {rss:.0f} MB" + (f" (round {round_ + 1})" if repeats > 1 else ""))
 
     for key, rec in records.items():
         if rec.status != "ok":
             continue
-        timing, _, out = fastest[key]
+        timing, out = fastest[key]
         (logdir / f"{rec.config}_{rec.natoms}.log").write_text(out)
         rec.ms_per_step = timing["ms_per_step"]
         rec.atom_steps_per_s = rec.natoms * 1e3 / timing["ms_per_step"]

@@ -15,20 +15,25 @@ import torch
 Builders = Dict[str, Callable[[torch.dtype, torch.device], torch.Tensor]]
 
 
+def is_rounding_of(value: torch.Tensor, exact: torch.Tensor, source: torch.dtype) -> bool:
+    """Whether value (cast from dtype source) is the rounding of exact: the same shape, equal to 4 eps
+    of source. Used here and by kan-deploy, which rebuilds a float32 model in float64."""
+    eps = torch.finfo(source).eps
+    return exact.shape == value.shape and torch.allclose(value, exact, rtol=4 * eps, atol=4 * eps)
+
+
 def apply_keeping_grids_exact(module: torch.nn.Module, apply, fn, recurse: bool, builders: Builders):
     """``module._apply(fn)`` through ``apply`` (the base class's), then the builders' buffers that gained
-    precision and still match the constructor's values (to 4 eps of their old dtype) built again."""
+    precision and are still the rounding of the constructor's values (is_rounding_of) built again."""
     before = {name: getattr(module, name).dtype for name in builders}
     apply(fn, recurse)
     for name, build in builders.items():
         value, old = getattr(module, name), before[name]
         if not (value.is_floating_point() and old.is_floating_point):
             continue
-        eps = torch.finfo(old).eps
-        if torch.finfo(value.dtype).eps >= eps:
+        if torch.finfo(value.dtype).eps >= torch.finfo(old).eps:
             continue
         exact = build(value.dtype, value.device)
-        scale = float(exact.abs().max()) if exact.numel() else 0.0
-        if exact.shape == value.shape and torch.allclose(value, exact, rtol=4 * eps, atol=4 * eps * scale):
+        if is_rounding_of(value, exact, old):
             module._buffers[name] = exact
     return module
