@@ -9,6 +9,7 @@
 #include "memory.h"
 #include "neigh_list.h"
 #include "neighbor.h"
+#include "update.h"
 
 #include "nlohmann/json.hpp"    // LAMMPS' bundled copy, in namespace nlohmann_lmp
 
@@ -16,12 +17,14 @@
 #include <torch/cuda.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
+#include <set>
 #include <unordered_map>
 
 using namespace LAMMPS_NS;
@@ -65,6 +68,15 @@ static bool keep_freed_memory_in_heap()
 #else
   return false;
 #endif
+}
+
+// a contiguous CPU float64 tensor: one pass, no torch dispatch (~1 ns per value)
+static bool all_finite(const torch::Tensor &t)
+{
+  const double *v = t.data_ptr<double>();
+  bool finite = true;
+  for (int64_t k = 0; k < t.numel(); k++) finite &= std::isfinite(v[k]);
+  return finite;
 }
 
 PairAllegroKAN::PairAllegroKAN(LAMMPS *lmp) : Pair(lmp)
@@ -161,7 +173,14 @@ void PairAllegroKAN::load_model(const std::string &path)
   if (files["device"] == "cuda") {
     if (!torch::cuda::is_available())
       error->all(FLERR, "pair_style allegro-kan: '{}' was deployed for CUDA, but no CUDA device is available", path);
-    device = torch::Device(torch::kCUDA, comm->me % torch::cuda::device_count());
+    // one GPU per rank of a node: the rank among the ranks sharing this node's memory (with
+    // several nodes, the global rank would leave GPUs idle and stack ranks on others)
+    MPI_Comm node;
+    MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, comm->me, MPI_INFO_NULL, &node);
+    int node_rank;
+    MPI_Comm_rank(node, &node_rank);
+    MPI_Comm_free(&node);
+    device = torch::Device(torch::kCUDA, node_rank % int(torch::cuda::device_count()));
   }
   model.to(device);
   model.eval();
@@ -194,23 +213,49 @@ void PairAllegroKAN::coeff(int narg, char **arg)
 
   load_model(arg[2]);
 
+  // NULL: a type this style leaves to others (pair_style hybrid); its atoms are neither centres
+  // nor neighbours of the model
   type_map.assign(ntypes + 1, -1);
   for (int itype = 1; itype <= ntypes; itype++) {
     const std::string element = arg[2 + itype];
+    if (element == "NULL") continue;
     auto it = std::find(type_names.begin(), type_names.end(), element);
     if (it == type_names.end())
-      error->all(FLERR, "pair_coeff allegro-kan: element '{}' (atom type {}) is not in the model; model types:{}",
+      error->all(FLERR,
+                 "pair_coeff allegro-kan: element '{}' (atom type {}) is not in the model; model types:{} "
+                 "(or NULL: a type left to other styles of pair_style hybrid)",
                  element, itype, joined(type_names));
     type_map[itype] = int(it - type_names.begin());
   }
   for (int i = 1; i <= ntypes; i++)
-    for (int j = i; j <= ntypes; j++) setflag[i][j] = 1;
+    for (int j = i; j <= ntypes; j++) setflag[i][j] = (type_map[i] >= 0 && type_map[j] >= 0);
 }
 
 void PairAllegroKAN::init_style()
 {
   if (force->newton_pair == 0) error->all(FLERR, "pair_style allegro-kan requires 'newton on' (newton pair on)");
   if (!model_loaded) error->all(FLERR, "pair_style allegro-kan: no model loaded (missing pair_coeff * * model.pt ...)");
+  if (strcmp(update->unit_style, "metal") != 0)
+    error->all(FLERR, "pair_style allegro-kan: the model works in eV and Å and needs 'units metal', not 'units {}'",
+               update->unit_style);
+  if (atom->tag_enable == 0) error->all(FLERR, "pair_style allegro-kan requires atom IDs");
+  // The model needs every pair within the cutoff. With bonds (or room for them), LAMMPS leaves 1-2, 1-3
+  // or 1-4 pairs out of the neighbour list where their special_bonds lj and coul factors are both 0 (the
+  // default); other factors keep them in the list (special bits, masked in compute) and the model sees
+  // them in full.
+  if (atom->molecular != Atom::ATOMIC && atom->bond_per_atom > 0) {
+    const double *lj = force->special_lj, *coul = force->special_coul;
+    for (int k = 1; k <= 3; k++)
+      if (lj[k] == 0.0 && coul[k] == 0.0)
+        error->all(FLERR,
+                   "pair_style allegro-kan needs every pair within the cutoff, but 'special_bonds lj {} {} {} "
+                   "coul {} {} {}' leaves bonded pairs out of the neighbour list; use 'special_bonds lj 1.0 1.0 1.0' "
+                   "(the coul factors may stay)",
+                   lj[1], lj[2], lj[3], coul[1], coul[2], coul[3]);
+    if ((lj[1] != 1.0 || lj[2] != 1.0 || lj[3] != 1.0) && comm->me == 0)
+      error->warning(FLERR, "pair_style allegro-kan sees bonded pairs in full: the special_bonds lj factors {} {} {} "
+                            "apply to other pair styles only", lj[1], lj[2], lj[3]);
+  }
   neighbor->add_request(this, NeighConst::REQ_FULL);
 }
 
@@ -232,31 +277,45 @@ void PairAllegroKAN::compute(int eflag, int vflag)
   double **f = atom->f;
   const int *type = atom->type;
 
-  // positions and model types of local + ghost atoms
-  torch::Tensor pos = torch::empty({ntotal, 3}, torch::kFloat64);
-  torch::Tensor types = torch::empty({ntotal}, torch::kInt64);
+  // the model's atoms: local then ghost atoms of the types it has (NULL types are left out)
+  std::vector<int> row_of(ntotal, -1), atom_of;    // LAMMPS index <-> model row
+  atom_of.reserve(ntotal);
+  int model_nlocal = 0;
+  for (int i = 0; i < ntotal; i++)
+    if (type_map[type[i]] >= 0) {
+      row_of[i] = int(atom_of.size());
+      atom_of.push_back(i);
+      if (i < nlocal) model_nlocal++;
+    }
+  const int64_t nrows = int64_t(atom_of.size());
+  torch::Tensor pos = torch::empty({nrows, 3}, torch::kFloat64);
+  torch::Tensor types = torch::empty({nrows}, torch::kInt64);
   auto pos_a = pos.accessor<double, 2>();
   auto types_a = types.accessor<int64_t, 1>();
-  for (int i = 0; i < ntotal; i++) {
-    pos_a[i][0] = x[i][0];
-    pos_a[i][1] = x[i][1];
-    pos_a[i][2] = x[i][2];
-    types_a[i] = type_map[type[i]];
+  for (int64_t r = 0; r < nrows; r++) {
+    const int i = atom_of[r];
+    pos_a[r][0] = x[i][0];
+    pos_a[r][1] = x[i][1];
+    pos_a[r][2] = x[i][2];
+    types_a[r] = type_map[type[i]];
   }
 
-  // edges within the per-type-pair cutoff: centre (local) -> neighbour (local or ghost)
+  // edges within the per-type-pair cutoff: centre (local) -> neighbour (local or ghost). Special
+  // bits of bonded pairs are masked off: the model sees every pair in full (see init_style)
   std::vector<int64_t> centres, neighbours;
   centres.reserve(list->inum * 64);
   neighbours.reserve(list->inum * 64);
   for (int ii = 0; ii < list->inum; ii++) {
     const int i = list->ilist[ii];
+    if (row_of[i] < 0) continue;
     const int *jlist = list->firstneigh[i];
     for (int jj = 0; jj < list->numneigh[i]; jj++) {
       const int j = jlist[jj] & NEIGHMASK;
+      if (row_of[j] < 0) continue;
       const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
       if (dx * dx + dy * dy + dz * dz < cutsq[type[i]][type[j]]) {
-        centres.push_back(i);
-        neighbours.push_back(j);
+        centres.push_back(row_of[i]);
+        neighbours.push_back(row_of[j]);
       }
     }
   }
@@ -266,7 +325,7 @@ void PairAllegroKAN::compute(int eflag, int vflag)
   std::memcpy(edge_index.data_ptr<int64_t>() + nedges, neighbours.data(), nedges * sizeof(int64_t));
 
   std::vector<torch::jit::IValue> inputs = {pos.to(device, model_dtype), edge_index.to(device), types.to(device),
-                                            int64_t(nlocal)};
+                                            int64_t(model_nlocal)};
   torch::Tensor atomic_energy, forces;
   try {
     auto out = model.forward(inputs).toTuple();
@@ -276,17 +335,62 @@ void PairAllegroKAN::compute(int eflag, int vflag)
     std::string msg = e.what();
     error->one(FLERR, "pair_style allegro-kan: model evaluation failed: {}", msg.substr(0, msg.find('\n')));
   }
+  // never hand NaN or inf to the integrator (the virial is fdotr of these forces)
+  if (!all_finite(forces) || !all_finite(atomic_energy))
+    error_non_finite(atomic_energy, forces, atom_of, centres, neighbours);
 
   auto f_a = forces.accessor<double, 2>();
-  for (int i = 0; i < ntotal; i++) {
-    f[i][0] += f_a[i][0];
-    f[i][1] += f_a[i][1];
-    f[i][2] += f_a[i][2];
+  for (int64_t r = 0; r < nrows; r++) {
+    const int i = atom_of[r];
+    f[i][0] += f_a[r][0];
+    f[i][1] += f_a[r][1];
+    f[i][2] += f_a[r][2];
   }
   auto e_a = atomic_energy.accessor<double, 1>();
   if (eflag_global)
-    for (int i = 0; i < nlocal; i++) eng_vdwl += e_a[i];
+    for (int r = 0; r < model_nlocal; r++) eng_vdwl += e_a[r];
   if (eflag_atom)
-    for (int i = 0; i < nlocal; i++) eatom[i] += e_a[i];
+    for (int r = 0; r < model_nlocal; r++) eatom[atom_of[r]] += e_a[r];
   if (vflag_fdotr) virial_fdotr_compute();
+}
+
+// Stops the run on this rank, naming the atoms (global IDs) whose forces or energies are not finite
+// and the closest pair of atoms the model saw: atoms on top of each other are the usual cause.
+void PairAllegroKAN::error_non_finite(const torch::Tensor &atomic_energy, const torch::Tensor &forces,
+                                      const std::vector<int> &atom_of, const std::vector<int64_t> &centres,
+                                      const std::vector<int64_t> &neighbours)
+{
+  const tagint *tag = atom->tag;
+  double **x = atom->x;
+  std::set<tagint> bad;    // ghosts carry their owner's ID
+  auto f_ok = torch::isfinite(forces).all(1).contiguous();
+  auto e_ok = torch::isfinite(atomic_energy).contiguous();
+  auto f_ok_a = f_ok.accessor<bool, 1>();
+  auto e_ok_a = e_ok.accessor<bool, 1>();
+  for (int64_t r = 0; r < f_ok.size(0); r++)
+    if (!f_ok_a[r] || (r < e_ok.size(0) && !e_ok_a[r])) bad.insert(tag[atom_of[r]]);
+  std::string ids;
+  int shown = 0;
+  for (tagint id : bad) {
+    if (++shown > 20) {
+      ids += fmt::format(" ... ({} atoms)", bad.size());
+      break;
+    }
+    ids += fmt::format(" {}", id);
+  }
+
+  std::string closest;
+  double rmin2 = INFINITY;
+  size_t emin = 0;
+  for (size_t e = 0; e < centres.size(); e++) {
+    const int i = atom_of[centres[e]], j = atom_of[neighbours[e]];
+    const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
+    const double r2 = dx * dx + dy * dy + dz * dz;
+    if (r2 < rmin2) rmin2 = r2, emin = e;
+  }
+  if (!centres.empty())
+    closest = fmt::format("; the closest pair: atoms {} and {} are {:.3f} Å apart", tag[atom_of[centres[emin]]],
+                          tag[atom_of[neighbours[emin]]], std::sqrt(rmin2));
+  error->one(FLERR, "pair_style allegro-kan: non-finite model energy or forces at step {} on atoms{}{}",
+             update->ntimestep, ids, closest);
 }
