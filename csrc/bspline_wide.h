@@ -1,4 +1,4 @@
-// Wide B-spline contractions (out >= GEMM_MIN_OUT, e.g. the first layer of a readout) that use only the
+// Wide B-spline contractions (out >= WIDE_MIN_OUT, e.g. the first layer of a readout) that use only the
 // order + 1 nonzero functions of each (row, input), and the silu base, instead of a GEMM over the dense
 // (rows, in * K) block, half of whose entries are zeros for efficient-kan's cubic default (K = 8):
 //   y[r, :]  += sum_i [ sum_j V_j(r, i) c[i, first(r, i) + j, :] + s(r, i) wb[i, :] ]

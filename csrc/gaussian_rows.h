@@ -1,8 +1,7 @@
 // Gaussian basis values for one row of inputs, all functions at once, k-major:
 //   ev[k * in + i] = w[i] phi^(D)_k(x[i])   (k < Kb),   ev[Kb * in + i] = w[i] silu^(D)(x[i])   (BASE_SILU)
-// SIMD over the inputs i, W at a time (simd.h), with every value of a chunk made in registers. Both the
-// dense block of the GEMM path (wide outputs) and the fused narrow path (gaussian_narrow.h) take their
-// rows from here.
+// SIMD over the inputs i, W at a time (simd.h), with every value of a chunk made in registers: the rows
+// of the dense block that the GEMM path contracts.
 //
 // Uniform centres (c_k = c_0 + k Delta, FastKAN's linspace) allow a product recurrence instead of one exp
 // per value. With z_k = (x - c_k) s and delta = Delta s, z_{k+1} = z_k - delta, so
@@ -99,13 +98,8 @@ template <typename T> struct GaussianRows {
   }
 
   // sink(k, v, i0, n) for every function k (the base last, k = Kb) and chunk of inputs [i0, i0 + n): v holds
-  // w[i] phi^(D)_k(x[i]) in its first n lanes, and finite values in the others (their x is a centre, w 0);
-  // then chunk_done(i0, n)
+  // w[i] phi^(D)_k(x[i]) in its first n lanes, and finite values in the others (their x is a centre, w 0)
   template <int D, typename Sink> void values(const T *x, const T *w, Sink &&sink) const
-  {
-    values<D>(x, w, sink, [](int64_t, int64_t) {});
-  }
-  template <int D, typename Sink, typename Done> void values(const T *x, const T *w, Sink &&sink, Done &&chunk_done) const
   {
     const RowRange range = recurrent ? row_range(x) : RowRange{false, true};
     for (int64_t i0 = 0; i0 < in; i0 += S::W) {
@@ -121,7 +115,6 @@ template <typename T> struct GaussianRows {
       else
         direct<D>(xv, w != nullptr, wv, i0, emit_to);
       if (basis.base) base<D>(xv, w != nullptr, wv, emit_to);
-      chunk_done(i0, n);
     }
   }
 

@@ -176,46 +176,13 @@ template <typename T> struct Basis {
     }
   }
 
-  // all cubic B-splines of uniform knots are one shape: dense rows in closed form (cubic_dense_rows)
+  // all cubic B-splines of uniform knots are one shape: values in closed form (CubicRows, bspline_wide.h)
   bool dense_cubic() const
   {
     if (kind != BSPLINE || order != 3 || deriv > 3) return false;
     for (int64_t i = 0; i < in; i++)
       if (!uniform[i]) return false;
     return true;
-  }
-
-  // Dense block rows phi[r * in * K + i * K + k] for uniform cubic B-splines, no knot search or
-  // scatter: B_k(x) = N(t), t = (x - t_k) / h, N the cardinal cubic on [0, 4]. With s = |t - 2|,
-  // a = max(0, 2 - s), b = max(0, 1 - s), and dN/dt, d2N/dt2, d3N/dt3 as N1, N2, N3:
-  //   N = (a^3 - 4 b^3) / 6,  N1 = sign(t - 2) (4 b^2 - a^2) / 2,  N2 = a - 4 b,
-  //   N3 = sign(t - 2) (4 [b > 0] - [a > 0]);  exactly 0 outside the support.
-  void cubic_dense_rows(const T *x, int64_t rows, T *phi) const
-  {
-    for (int64_t r = 0; r < rows; r++)
-      for (int64_t i = 0; i < in; i++) {
-        const T inv_h = inv_step[i], pos = (x[r * in + i] - grid[i * grid_stride]) * inv_h;
-        const T scale = deriv == 0 ? T(1) : deriv == 1 ? inv_h : deriv == 2 ? inv_h * inv_h : inv_h * inv_h * inv_h;
-        cardinal_cubic(pos, scale, phi + (r * in + i) * K);
-      }
-  }
-
-  void cardinal_cubic(T pos, T scale, T *__restrict v) const
-  {
-    for (int64_t k = 0; k < K; k++) {
-      const T t2 = pos - T(k + 2), s = std::abs(t2), a = std::max(T(0), T(2) - s), b = std::max(T(0), T(1) - s);
-      const T sign = t2 > T(0) ? T(1) : t2 < T(0) ? T(-1) : T(0);
-      T value;
-      if (deriv == 0)
-        value = (a * a * a - T(4) * b * b * b) * T(1.0 / 6);
-      else if (deriv == 1)
-        value = sign * (T(4) * b * b - a * a) * T(0.5);
-      else if (deriv == 2)
-        value = a - T(4) * b;
-      else
-        value = sign * (T(4) * (b > T(0) ? T(1) : T(0)) - (a > T(0) ? T(1) : T(0)));
-      v[k] = value * scale;
-    }
   }
 
   // Uniform cubic B-splines at u = (x - t[m]) / h in [0, 1): functions m - 3 .. m are

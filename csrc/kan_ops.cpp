@@ -7,13 +7,14 @@
 // Each one's derivatives are the others (with d or d + 1), so autograd through them is exact to any
 // order: forces (first derivative) and force training (second) never fall back to zeros.
 //
-// The (N, in, K) basis tensor is never materialised: each (row, input) evaluates only its nonzero
-// basis functions (order + 1 for B-splines) and contracts them with the coefficients directly.
+// The (N, in, K) basis tensor is never materialised. Two paths (counted by kan_mlip::path_counts):
+//   gemm          every basis and width: a dense basis block of R rows at a time, contracted by a GEMM
+//   bspline_wide  B-spline values and input gradients with out >= WIDE_MIN_OUT: only each element's
+//                 order + 1 nonzero functions (bspline_wide.h)
+// plus separate_base, the silu base of B-spline and Fourier layers contracted beside either. A path is kept
+// only where it buys >= 5% end to end on a shipped configuration (benchmarks/RESULTS.md, "Fused CPU op paths").
 
-#include "bspline_pp.h"
 #include "bspline_wide.h"
-#include "fourier_narrow.h"
-#include "gaussian_narrow.h"
 #include "gaussian_rows.h"
 #include "kan_basis.h"
 #include "kan_checks.h"
@@ -27,6 +28,7 @@
 
 #include <atomic>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace kan_mlip {
@@ -53,22 +55,38 @@ Basis<T> make_basis(const Layout &L, const Tensor &grid, const Tensor &aux, int6
 
 constexpr int64_t MAX_COUNT = 64;
 
+// ---- which path each call took, counted per path (op kan_mlip::path_counts) ----
+// Tests pin the path of every shipped layer shape (tests/test_op_paths.py), so that a moved threshold
+// cannot silently change what runs. One relaxed atomic increment per op call.
+#define KAN_PATHS(X)                                                                                           \
+  X(FORWARD_GEMM, "forward:gemm") X(FORWARD_BSPLINE_WIDE, "forward:bspline_wide")                              \
+  X(FORWARD_SEPARATE_BASE, "forward:separate_base") X(INPUT_GRAD_GEMM, "input_grad:gemm")                      \
+  X(INPUT_GRAD_BSPLINE_WIDE, "input_grad:bspline_wide") X(INPUT_GRAD_SEPARATE_BASE, "input_grad:separate_base") \
+  X(COEFF_GRAD_GEMM, "coeff_grad:gemm") X(COEFF_GRAD_SEPARATE_BASE, "coeff_grad:separate_base")                \
+  X(CUBIC_ROWS, "bspline_wide:cubic_rows")
+
+#define KAN_PATH_ENUM(id, name) id,
+#define KAN_PATH_NAME(id, name) name,
+enum OpPath { KAN_PATHS(KAN_PATH_ENUM) NUM_PATHS };
+const char *const PATH_NAMES[NUM_PATHS] = {KAN_PATHS(KAN_PATH_NAME)};
+std::atomic<int64_t> path_count[NUM_PATHS];
+
+void took(OpPath p) { path_count[p].fetch_add(1, std::memory_order_relaxed); }
+
+std::vector<std::string> path_names() { return {PATH_NAMES, PATH_NAMES + NUM_PATHS}; }
+std::vector<int64_t> path_counts()
+{
+  std::vector<int64_t> n(NUM_PATHS);
+  for (int p = 0; p < NUM_PATHS; p++) n[p] = path_count[p].load(std::memory_order_relaxed);
+  return n;
+}
+
 // Rows per block (and per parallel task): the dense (rows, in * K) basis block stays in L2, and whole
 // GEMM tiles of 7 or 14 rows cover it (small_gemm.h), so no block ends in narrow tail tiles
 int64_t block_rows(int64_t in, int64_t K, int64_t elem_size)
 {
   const int64_t R = std::min<int64_t>(512, std::max<int64_t>(8, (256 << 10) / (elem_size * std::max<int64_t>(1, in * K))));
   return R >= 28 ? R / 14 * 14 : R >= 14 ? R / 7 * 7 : R;
-}
-
-// c[o, i, k] -> cP[i, C + k, o]: o contiguous, and C zero rows on both sides of k so that every
-// first + j a block reports (first in [-order, K]) indexes memory without a bounds check
-Tensor padded_coeff(const Tensor &coeff, int64_t C)
-{
-  const int64_t out = coeff.size(0), in = coeff.size(1), K = coeff.size(2);
-  Tensor p = at::zeros({in, K + 2 * C + 1, out}, coeff.options());
-  p.narrow(1, C, K).copy_(coeff.permute({1, 2, 0}));
-  return p;
 }
 
 // Per-thread buffers that outlive a call, one per slot, grown as needed, contents undefined. Allocated
@@ -119,30 +137,13 @@ const T *block_coeff(const Tensor &coeff, const Basis<T> &basis, int64_t col_str
   return dst;
 }
 
-// B-spline values and input gradients use only each element's order + 1 nonzero functions: narrow outputs
-// (out < GEMM_MIN_OUT) as piecewise polynomials or gathers, wide ones by bspline_wide.h. Dense bases, and
-// B-spline coefficient gradients, contract a dense block with a GEMM (small_gemm.h).
-constexpr int64_t GEMM_MIN_OUT = 8;
-
-bool use_gemm(int64_t kind, int64_t out) { return (kind & KIND_MASK) != BSPLINE || out >= GEMM_MIN_OUT; }
-
-// y[r] += V[r] w[r * w_stride] c[first[r]] (w may be nullptr): a narrow B-spline contraction step. A
-// function of its own, with disjoint arrays, so that it vectorises (a gather by 32-bit indices): written
-// inside the parallel_for lambda below, perf showed it scalar (and GCC 12 reports nothing on loops there)
-template <typename T>
-__attribute__((noinline)) void gather_axpy(const T *__restrict V, const T *__restrict w, int64_t w_stride,
-                                           const T *__restrict c, const int32_t *__restrict first, int64_t rows,
-                                           T *__restrict y)
-{
-  if (w)
-    for (int64_t r = 0; r < rows; r++) y[r] += V[r] * w[r * w_stride] * c[first[r]];
-  else
-    for (int64_t r = 0; r < rows; r++) y[r] += V[r] * c[first[r]];
-}
+// Outputs from which B-spline values and input gradients take bspline_wide.h; everything else (dense bases,
+// coefficient gradients, narrow B-splines) contracts a dense basis block with a GEMM (small_gemm.h)
+constexpr int64_t WIDE_MIN_OUT = 8;
 
 // z[i] = sum_k f[column(i, k)] m[column(i, k)] for one row of the input gradient: columns k * in + i
-// (k-major: k_major_axpy, SIMD over i) or i * K + k (B-splines). Its own function, as gather_axpy, so
-// that it is known to vectorise.
+// (k-major: k_major_axpy, SIMD over i) or i * K + k (B-splines). A function of its own, with restrict
+// parameters, so that it vectorises (written inside a parallel_for lambda, such loops stayed scalar).
 template <typename T>
 __attribute__((noinline)) void reduce_columns(const T *__restrict f, const T *__restrict m, int64_t in, int64_t K,
                                               bool k_major, T *__restrict z)
@@ -157,24 +158,6 @@ __attribute__((noinline)) void reduce_columns(const T *__restrict f, const T *__
     for (int64_t k = 0; k < K; k++) acc += f[i * K + k] * m[i * K + k];
     z[i] = acc;
   }
-}
-
-// Narrow Gaussian contractions are fused end to end (gaussian_narrow.h)
-bool narrow_gaussian(int64_t kind, int64_t out) { return (kind & KIND_MASK) == GAUSSIAN && out < GEMM_MIN_OUT; }
-
-// Piecewise polynomials for the B-spline values of a block when some knots are not uniform: de Boor's
-// triangle divides by knot spans there (uniform knots have closed forms: Basis::eval_block)
-template <typename T> std::unique_ptr<BsplinePieces<T>> pieces_for(const Basis<T> &b)
-{
-  if (!BsplinePieces<T>::applies(b) || std::all_of(b.uniform.begin(), b.uniform.end(), [](char u) { return u != 0; }))
-    return nullptr;
-  return std::make_unique<BsplinePieces<T>>(b);
-}
-
-// Narrow B-splines take the piecewise-polynomial path (any knots), their silu base included
-bool takes_pp(const Tensor &grid, int64_t kind, int64_t order, int64_t deriv, int64_t out)
-{
-  return out >= 1 && out < GEMM_MIN_OUT && pieces_apply(kind, order, deriv, grid.size(-1));
 }
 
 // Round H of an in-register W x W transpose: rows j and j + H ((j / H) even) exchange their off-diagonal
@@ -202,8 +185,7 @@ template <typename T, int H> inline __attribute__((always_inline)) void transpos
 }
 
 // dst[c * ld_dst + r] = src[r * ld_src + c] for a rows x cols block: whole W x W tiles in registers, the
-// edges by scalars. Scalar loops had cost ~2 cycles per element, as much as the arithmetic of a narrow
-// B-spline op on the same elements.
+// edges by scalars (scalar loops cost ~2 cycles per element).
 template <typename T> void transpose(const T *src, int64_t ld_src, int64_t rows, int64_t cols, T *dst, int64_t ld_dst)
 {
   using S = Simd<T>;
@@ -220,42 +202,20 @@ template <typename T> void transpose(const T *src, int64_t ld_src, int64_t rows,
     for (int64_t c = r < R ? Cc : 0; c < cols; c++) dst[c * ld_dst + r] = src[r * ld_src + c];
 }
 
-// Narrow B-splines as piecewise polynomials (bspline_pp.h), PP_ROWS rows per task.
-// fn(n0, rows, xT, at, u, s) per block: xT the block's inputs, input-major; at, u, s scratch for one input.
-constexpr int64_t PP_ROWS = 256;
-
-template <typename T, typename Fn> void pp_blocks(const T *x, int64_t N, int64_t in, Fn &&fn)
-{
-  at::parallel_for(0, (N + PP_ROWS - 1) / PP_ROWS, 1, [&](int64_t b0, int64_t b1) {
-    thread_local std::vector<int32_t> at_buffer;
-    at_buffer.resize(PP_ROWS);
-    T *xT = scratch<T>(TRANSPOSE, in * PP_ROWS), *u = scratch<T>(PRODUCT, 2 * PP_ROWS), *s = u + PP_ROWS;
-    for (int64_t b = b0; b < b1; b++) {
-      const int64_t n0 = b * PP_ROWS, rows = std::min(PP_ROWS, N - n0);
-      transpose(x + n0 * in, in, rows, in, xT, rows);
-      fn(n0, rows, xT, at_buffer.data(), u, s);
-    }
-  });
-}
-
 // Per-task scratch and block evaluation of the basis for rows [n0, n0 + rows)
 template <typename T> struct Block {
   const Basis<T> &basis;
   int64_t in, K, C;
   std::vector<T> xT, V, s1, s2;    // B-splines: input-major copy of x, values, scratch
   std::vector<T> rot;              // Fourier: the angle-addition state of one row
-  std::vector<int32_t> first;    // 32-bit: the gathers by it vectorise with dword indices
+  std::vector<int32_t> first;    // each element's first nonzero function
   std::unique_ptr<GaussianRows<T>> gaussian;
-  bool cubic;    // uniform cubic B-splines: dense rows in closed form
-  const BsplinePieces<T> *pieces = nullptr;    // B-spline values from piecewise polynomials (pieces_for)
-  std::vector<int32_t> at;                     // their scratch
-  std::vector<T> v;
 
   Block(const Basis<T> &b, int64_t in_, int64_t R_)
       : basis(b), in(in_), K(b.K), C(b.count()), xT(b.dense() ? 0 : in_ * R_),
         V(b.dense() ? 0 : std::max<int64_t>(1, in_ * b.count() * R_)), s1((std::max(in_, b.order) + 1) * R_),
         s2(std::max(in_, b.order) * R_),
-        first(b.dense() ? 0 : in_ * R_), cubic(b.dense_cubic())
+        first(b.dense() ? 0 : in_ * R_)
   {
     if (b.kind == FOURIER) rot.resize(std::max(2 * in_, b.K));
     if (b.kind == GAUSSIAN) gaussian = std::make_unique<GaussianRows<T>>(b);
@@ -268,12 +228,6 @@ template <typename T> struct Block {
     if (stride == 0) stride = rows;
     transpose(x + n0 * in, in, rows, in, xT.data(), stride);
     for (int64_t i = 0; i < in; i++) std::fill(xT.data() + i * stride + rows, xT.data() + (i + 1) * stride, T(0));
-    if (pieces) {
-      at.resize(stride);
-      v.resize(stride);
-      pieces->eval_block(xT.data(), stride, V.data(), first.data(), at.data(), v.data());
-      return;
-    }
     basis.eval_block(xT.data(), stride, V.data(), first.data(), s1.data(), s2.data());
   }
 
@@ -289,8 +243,6 @@ template <typename T> struct Block {
       basis.fourier_rows(
           x + n0 * in, rows, phi, s1.data(), s2.data(), rot.data(),
           [&](const T *src, T *c, T *s, int64_t n) { sincos_buffer(src, c, s, n); });
-    } else if (cubic) {
-      basis.cubic_dense_rows(x + n0 * in, rows, phi);
     } else {
       evaluate(x, n0, rows);
       std::fill(phi, phi + rows * in * K, T(0));
@@ -355,8 +307,9 @@ Tensor silu_values(const Tensor &x, const Tensor &grid, const Tensor &aux, int64
   return w.defined() ? s * w : s;
 }
 
-// Wide B-splines contract only each element's nonzero functions, their silu base included (bspline_wide.h)
-bool takes_wide(int64_t kind, int64_t out) { return (kind & KIND_MASK) == BSPLINE && out >= GEMM_MIN_OUT; }
+// Wide B-splines contract only each element's nonzero functions, their silu base included (bspline_wide.h).
+// Kept: without it a kan_readout LAMMPS call takes 6% longer, a kan_all training step 24% (RESULTS.md).
+bool takes_wide(int64_t kind, int64_t out) { return (kind & KIND_MASK) == BSPLINE && out >= WIDE_MIN_OUT; }
 
 // Rows per block of the wide path: its values (V, in * 5 per row) and outputs stay in L2
 constexpr int64_t WIDE_ROWS = 64;
@@ -367,11 +320,12 @@ static_assert(WIDE_ROWS <= 64, "WideBspline's bucket masks are 64-bit");
 template <typename T, typename Fn>
 void wide_blocks(const Basis<T> &basis, const WideBspline<T> &B, const T *x, int64_t N, int64_t in, Fn &&fn)
 {
-  const auto pieces = pieces_for(basis);
+  // uniform cubic knots (the default) in closed form, the others by Block::evaluate. Kept: without it a
+  // kan_all training step takes 5-7% longer (RESULTS.md, "Fused CPU op paths")
   const std::unique_ptr<CubicRows<T>> cubic = basis.dense_cubic() ? std::make_unique<CubicRows<T>>(basis) : nullptr;
+  if (cubic) took(CUBIC_ROWS);
   at::parallel_for(0, (N + WIDE_ROWS - 1) / WIDE_ROWS, 1, [&](int64_t b0, int64_t b1) {
     std::unique_ptr<Block<T>> blk = cubic ? nullptr : std::make_unique<Block<T>>(basis, in, WIDE_ROWS);
-    if (blk) blk->pieces = pieces.get();
     const int64_t C = B.C;
     T *V = scratch<T>(WIDE_VALUES, std::max<int64_t>(1, WIDE_ROWS * C * in)),
       *s = basis.base ? scratch<T>(TRANSPOSE, WIDE_ROWS * in) : nullptr;
@@ -407,65 +361,23 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
   const int64_t out = coeff_.size(0);
   const Tensor w = w_.has_value() && w_->defined() ? w_->contiguous() : Tensor();
   check_weight(x, w);
-  if (separate_base(kind) && !takes_pp(grid, kind, order, deriv, out) && !takes_wide(kind, out)) {
+  if (separate_base(kind) && !takes_wide(kind, out)) {
     const Tensor c = coeff_.detach();
+    took(FORWARD_SEPARATE_BASE);
     Tensor y = kan_forward_cpu(x, c.narrow(2, 0, L.K - 1).contiguous(), w_, grid, aux, kind & ~BASE_SILU, order, deriv);
     return y.addmm_(silu_values(x, grid, aux, kind, order, deriv, w), c.select(2, L.K - 1).t());
   }
-  const bool gemm = use_gemm(kind, out);
   Tensor y = at::zeros({L.N, out}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kan_forward", [&] {
     const Basis<scalar_t> basis = make_basis<scalar_t>(L, grid, aux, kind, order, deriv);
-    const int64_t C = basis.count(), KP = L.K + 2 * C + 1, R = block_rows(L.in, L.K, sizeof(scalar_t));
+    const int64_t C = basis.count(), R = block_rows(L.in, L.K, sizeof(scalar_t));
     const scalar_t *w_p = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
-    if (narrow_gaussian(kind, out)) {
-      const Tensor c = coeff_.detach().contiguous();
-      const GaussianNarrow<scalar_t> G(basis, c.data_ptr<scalar_t>(), out);
-      const scalar_t *x_p = x.data_ptr<scalar_t>();
-      scalar_t *y_p = y.data_ptr<scalar_t>();
-      G.dispatch([&](auto d) {
-        at::parallel_for(0, L.N, R, [&](int64_t n0, int64_t n1) { G.template forward<d()>(x_p, w_p, n0, n1, y_p); });
-      });
-      return;
-    }
-    if (FourierNarrow<scalar_t>::takes(basis, out)) {
-      const Tensor c = coeff_.detach().contiguous();
-      const FourierNarrow<scalar_t> F(basis, c.data_ptr<scalar_t>());
-      const scalar_t *x_p = x.data_ptr<scalar_t>();
-      scalar_t *y_p = y.data_ptr<scalar_t>();
-      at::parallel_for(0, L.N, R, [&](int64_t n0, int64_t n1) {
-        scalar_t *sc = scratch<scalar_t>(BLOCK, 2 * R * L.in);
-        F.template run<false>(x_p, w_p, nullptr, n0, n1, R, sc, sc + R * L.in, y_p);
-      });
-      return;
-    }
-    if (takes_pp(grid, kind, order, deriv, out)) {
-      const Tensor c = coeff_.detach().contiguous();
-      const BsplinePP<scalar_t> P(basis, c.data_ptr<scalar_t>(), out);
-      scalar_t *y_p = y.data_ptr<scalar_t>();
-      P.dispatch([&](auto q) {
-        pp_blocks(x.data_ptr<scalar_t>(), L.N, L.in, [&](int64_t n0, int64_t rows, const scalar_t *xT, int32_t *at,
-                                                          scalar_t *u, scalar_t *sv) {
-          for (int64_t i = 0; i < L.in; i++) {
-            if (P.base()) silu_fill(basis, xT + i * rows, sv, rows);
-            if (!w_p && P.permutes(i)) {
-              P.template permuted<q(), false>(i, xT + i * rows, sv, nullptr, rows, y_p + n0);
-              continue;
-            }
-            P.locate(xT + i * rows, rows, i, at, u);
-            BsplinePP<scalar_t>::template accumulate<q()>(P.A.data(), at, u, sv, P.base_weights(i),
-                                                           w_p ? w_p + n0 * L.in + i : nullptr, L.in, rows, out,
-                                                           y_p + n0 * out);
-          }
-        });
-      });
-      return;
-    }
     if (takes_wide(kind, out)) {
       const Tensor c = coeff_.detach().contiguous();
       const WideBspline<scalar_t> B(c.data_ptr<scalar_t>(), out, L.in, L.K, basis.base, order, C,
                                     scratch<scalar_t>(WIDE_TABLE, WideBspline<scalar_t>::table_size(out, L.in, L.K, order)));
       scalar_t *y_p = y.data_ptr<scalar_t>();
+      took(FORWARD_BSPLINE_WIDE);
       B.dispatch([&](auto cc, auto base) {
         wide_blocks(basis, B, x.data_ptr<scalar_t>(), L.N, L.in, [&](int64_t n0, int64_t rows, const scalar_t *V,
                                                                      const uint64_t *mask, const scalar_t *s) {
@@ -481,52 +393,20 @@ Tensor kan_forward_cpu(const Tensor &x_, const Tensor &coeff_, const c10::option
       });
       return;
     }
-    const Tensor cP = gemm ? Tensor() : padded_coeff(coeff_, C);
-    // GEMM operand: coefficients as (block column, out), rows padded to whole vectors (small_gemm.h);
-    // narrow outputs take dot products of block rows with (out, block column) instead: a GEMM tile
-    // would fill one lane of each vector
+    // the general path: a dense basis block of R rows at a time, contracted by a GEMM (small_gemm.h) with
+    // the coefficients as (block column, out), rows padded to whole vectors
     const int64_t Kd = L.in * L.K, outP = simd_round_up<scalar_t>(out);
-    const bool dots = gemm && out < GEMM_MIN_OUT;
-    const scalar_t *cT = !gemm ? nullptr
-                         : dots ? block_coeff(coeff_, basis, 1, Kd, out * Kd)
-                                : block_coeff(coeff_, basis, outP, 1, Kd * outP);
-    const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = gemm ? nullptr : cP.data_ptr<scalar_t>();
+    const scalar_t *cT = block_coeff(coeff_, basis, outP, 1, Kd * outP);
+    const scalar_t *x_p = x.data_ptr<scalar_t>();
     scalar_t *y_p = y.data_ptr<scalar_t>();
-    const auto pieces = pieces_for(basis);
+    took(FORWARD_GEMM);
     at::parallel_for(0, (L.N + R - 1) / R, 1, [&](int64_t b0, int64_t b1) {
       Block<scalar_t> blk(basis, L.in, R);
-      blk.pieces = pieces.get();
-      scalar_t *phi = gemm ? scratch<scalar_t>(BLOCK, R * Kd) : nullptr;
+      scalar_t *phi = scratch<scalar_t>(BLOCK, R * Kd);
       for (int64_t b = b0; b < b1; b++) {
         const int64_t n0 = b * R, rows = std::min(R, L.N - n0);
-        if (gemm) {
-          blk.dense(x_p, w_p, n0, rows, phi);
-          if (dots)
-            for (int64_t r = 0; r < rows; r++)
-              for (int64_t o = 0; o < out; o++) y_p[(n0 + r) * out + o] = simd_dot(phi + r * Kd, cT + o * Kd, Kd);
-          else
-            small_gemm(phi, Kd, rows, Kd, cT, outP, out, y_p + n0 * out, out, false);
-          continue;
-        }
-        blk.evaluate(x_p, n0, rows);
-        scalar_t *yb = y_p + n0 * out;
-        for (int64_t i = 0; i < L.in; i++) {
-          const int32_t *first = blk.first.data() + i * rows;
-          const scalar_t *ci = c_p + (i * KP + C) * out;
-          for (int64_t j = 0; j < C; j++) {
-            const scalar_t *V = blk.V.data() + (i * C + j) * rows;
-            if (out == 1) {
-              gather_axpy(V, w_p ? w_p + n0 * L.in + i : nullptr, L.in, ci + j, first, rows, yb);
-            } else {
-              for (int64_t r = 0; r < rows; r++) {
-                const scalar_t a = w_p ? V[r] * w_p[(n0 + r) * L.in + i] : V[r];
-                const scalar_t *cr = ci + (first[r] + j) * out;
-                scalar_t *yr = yb + r * out;
-                for (int64_t o = 0; o < out; o++) yr[o] += a * cr[o];
-              }
-            }
-          }
-        }
+        blk.dense(x_p, w_p, n0, rows, phi);
+        small_gemm(phi, Kd, rows, Kd, cT, outP, out, y_p + n0 * out, out, false);
       }
     });
   });
@@ -546,68 +426,23 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
   TORCH_CHECK(g_.dim() == 2 && g_.size(0) == L.N && g_.size(1) == out, "kan_mlip::kan_input_grad: grad_out must be (",
               L.N, ", ", out, "), got ", g_.sizes());
   const Tensor g = g_.detach().contiguous();    // BLAS out= calls below: no autograd in kernels
-  if (separate_base(kind) && !takes_pp(grid, kind, order, deriv, out) && !takes_wide(kind, out)) {
+  if (separate_base(kind) && !takes_wide(kind, out)) {
     const Tensor c = coeff_.detach();
+    took(INPUT_GRAD_SEPARATE_BASE);
     Tensor z = kan_input_grad_cpu(x, c.narrow(2, 0, L.K - 1).contiguous(), g, grid, aux, kind & ~BASE_SILU, order, deriv);
     return z.add_(silu_values(x, grid, aux, kind, order, deriv, Tensor()) * at::mm(g, c.select(2, L.K - 1)));
   }
-  const bool gemm = use_gemm(kind, out);
   Tensor z = at::empty({L.N, L.in}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kan_input_grad", [&] {
     const Basis<scalar_t> basis = make_basis<scalar_t>(L, grid, aux, kind, order, deriv);
-    const int64_t C = basis.count(), KP = L.K + 2 * C + 1, R = block_rows(L.in, L.K, sizeof(scalar_t));
-    if (narrow_gaussian(kind, out)) {
-      const Tensor c = coeff_.detach().contiguous();
-      const GaussianNarrow<scalar_t> G(basis, c.data_ptr<scalar_t>(), out);
-      const scalar_t *x_p = x.data_ptr<scalar_t>(), *g_p = g.data_ptr<scalar_t>();
-      scalar_t *z_p = z.data_ptr<scalar_t>();
-      G.dispatch([&](auto d) {
-        at::parallel_for(0, L.N, R, [&](int64_t n0, int64_t n1) { G.template input_grad<d()>(x_p, g_p, n0, n1, z_p); });
-      });
-      return;
-    }
-    if (FourierNarrow<scalar_t>::takes(basis, out)) {
-      const Tensor c = coeff_.detach().contiguous();
-      const FourierNarrow<scalar_t> F(basis, c.data_ptr<scalar_t>());
-      const scalar_t *x_p = x.data_ptr<scalar_t>(), *g_p = g.data_ptr<scalar_t>();
-      scalar_t *z_p = z.data_ptr<scalar_t>();
-      at::parallel_for(0, L.N, R, [&](int64_t n0, int64_t n1) {
-        scalar_t *sc = scratch<scalar_t>(BLOCK, 2 * R * L.in);
-        F.template run<true>(x_p, nullptr, g_p, n0, n1, R, sc, sc + R * L.in, z_p);
-      });
-      return;
-    }
-    if (takes_pp(grid, kind, order, deriv, out)) {
-      const Tensor c = coeff_.detach().contiguous();
-      const BsplinePP<scalar_t> P(basis, c.data_ptr<scalar_t>(), out);
-      const scalar_t *g_p = g.data_ptr<scalar_t>();
-      scalar_t *z_p = z.data_ptr<scalar_t>();
-      P.dispatch([&](auto q) {
-        pp_blocks(x.data_ptr<scalar_t>(), L.N, L.in, [&](int64_t n0, int64_t rows, const scalar_t *xT, int32_t *at,
-                                                          scalar_t *u, scalar_t *sv) {
-          scalar_t *zT = scratch<scalar_t>(BLOCK, L.in * rows);    // input-major, transposed at the end
-          for (int64_t i = 0; i < L.in; i++) {
-            scalar_t *zi = zT + i * rows;
-            if (P.base()) silu_fill(basis, xT + i * rows, sv, rows);
-            if (P.permutes(i)) {
-              P.template permuted<q(), true>(i, xT + i * rows, sv, g_p + n0, rows, zi);    // one output: g[r]
-            } else {
-              P.locate(xT + i * rows, rows, i, at, u);
-              BsplinePP<scalar_t>::template contract<q()>(P.A.data(), at, u, sv, P.base_weights(i), g_p + n0 * out,
-                                                           rows, out, zi);
-            }
-          }
-          transpose(zT, rows, L.in, rows, z_p + n0 * L.in, L.in);
-        });
-      });
-      return;
-    }
+    const int64_t C = basis.count(), R = block_rows(L.in, L.K, sizeof(scalar_t));
     if (takes_wide(kind, out)) {
       const Tensor c = coeff_.detach().contiguous();
       const WideBspline<scalar_t> B(c.data_ptr<scalar_t>(), out, L.in, L.K, basis.base, order, C,
                                     scratch<scalar_t>(WIDE_TABLE, WideBspline<scalar_t>::table_size(out, L.in, L.K, order)));
       const scalar_t *g_p = g.data_ptr<scalar_t>();
       scalar_t *z_p = z.data_ptr<scalar_t>();
+      took(INPUT_GRAD_BSPLINE_WIDE);
       B.dispatch([&](auto cc, auto base) {
         wide_blocks(basis, B, x.data_ptr<scalar_t>(), L.N, L.in, [&](int64_t n0, int64_t rows, const scalar_t *V,
                                                                      const uint64_t *mask, const scalar_t *s) {
@@ -622,74 +457,22 @@ Tensor kan_input_grad_cpu(const Tensor &x_, const Tensor &coeff_, const Tensor &
       });
       return;
     }
-    const Tensor cP = gemm ? Tensor() : padded_coeff(coeff_, C);
-    // GEMM operand: coefficients as (out, block column), rows padded to whole vectors (small_gemm.h)
+    // the general path: z[n, i] = sum_k phi[r, column(i, k)] sum_o g[n, o] c[o, column(i, k)], a dense
+    // basis block of R rows at a time, the coefficients as (out, block column), rows padded to whole vectors
     const int64_t Kd = L.in * L.K, KdP = simd_round_up<scalar_t>(Kd);
-    const scalar_t *c2 = gemm ? block_coeff(coeff_, basis, 1, KdP, out * KdP) : nullptr;
-    const scalar_t *x_p = x.data_ptr<scalar_t>(), *c_p = gemm ? nullptr : cP.data_ptr<scalar_t>();
-    const scalar_t *g_p = g.data_ptr<scalar_t>(), *cd_p = c2;
+    const scalar_t *cd_p = block_coeff(coeff_, basis, 1, KdP, out * KdP);
+    const scalar_t *x_p = x.data_ptr<scalar_t>(), *g_p = g.data_ptr<scalar_t>();
     scalar_t *z_p = z.data_ptr<scalar_t>();
-    const auto pieces = pieces_for(basis);
+    took(INPUT_GRAD_GEMM);
     at::parallel_for(0, (L.N + R - 1) / R, 1, [&](int64_t b0, int64_t b1) {
       Block<scalar_t> blk(basis, L.in, R);
-      blk.pieces = pieces.get();
-      // k-major blocks reduce over k as they contract (narrow: k_major_axpy; wide, with whole vectors of
-      // inputs: small_gemm_k_reduce); the others form m = g c first. A narrow GEMM-path output is Fourier
-      // (Gaussians took the fused path, B-splines the sparse one), so k-major.
-      const bool k_reduce = gemm && basis.k_major() && (out < GEMM_MIN_OUT || L.in % simd_width<scalar_t>() == 0);
-      scalar_t *phi = gemm ? scratch<scalar_t>(BLOCK, R * Kd) : nullptr;
-      scalar_t *m = gemm && !k_reduce ? scratch<scalar_t>(PRODUCT, R * KdP) : nullptr;
-      scalar_t *zT = gemm ? nullptr : scratch<scalar_t>(TRANSPOSE, L.in * R);
+      scalar_t *phi = scratch<scalar_t>(BLOCK, R * Kd), *m = scratch<scalar_t>(PRODUCT, R * KdP);
       for (int64_t b = b0; b < b1; b++) {
         const int64_t n0 = b * R, rows = std::min(R, L.N - n0);
-        if (gemm) {
-          // z[n, i] = sum_k phi[r, column(i, k)] sum_o g[n, o] c[o, column(i, k)]
-          blk.dense(x_p, nullptr, n0, rows, phi);
-          const scalar_t *f_p = phi;
-          // narrow output: z[n, i] = sum_o g[n, o] sum_k c[o, k*in + i] phi[r, k*in + i], one row at a time
-          if (out < GEMM_MIN_OUT) {
-            for (int64_t r = 0; r < rows; r++) {
-              scalar_t *zr = z_p + (n0 + r) * L.in;
-              std::fill(zr, zr + L.in, scalar_t(0));
-              for (int64_t o = 0; o < out; o++)
-                k_major_axpy(g_p[(n0 + r) * out + o], cd_p + o * KdP, f_p + r * Kd, L.in, L.K, zr);
-            }
-            continue;
-          }
-          if (k_reduce) {    // wide
-            scalar_t *zb = z_p + n0 * L.in;
-            std::fill(zb, zb + rows * L.in, scalar_t(0));
-            small_gemm_k_reduce(g_p + n0 * out, out, rows, out, cd_p, KdP, f_p, Kd, Kd, L.in, zb, L.in);
-            continue;
-          }
-          // the others: m[r, col] = sum_o g[n, o] c[o, col] first
-          small_gemm(g_p + n0 * out, out, rows, out, cd_p, KdP, Kd, m, KdP, false);
-          for (int64_t r = 0; r < rows; r++)
-            reduce_columns(f_p + r * Kd, m + r * KdP, L.in, L.K, basis.k_major(), z_p + (n0 + r) * L.in);
-          continue;
-        }
-        blk.evaluate(x_p, n0, rows);
-        const scalar_t *gb = g_p + n0 * out;
-        for (int64_t i = 0; i < L.in; i++) {
-          const int32_t *first = blk.first.data() + i * rows;
-          const scalar_t *ci = c_p + (i * KP + C) * out;
-          scalar_t *zi = zT + i * rows;
-          for (int64_t r = 0; r < rows; r++) zi[r] = 0;
-          for (int64_t j = 0; j < C; j++) {
-            const scalar_t *V = blk.V.data() + (i * C + j) * rows;
-            if (out == 1) {
-              gather_axpy(V, gb, 1, ci + j, first, rows, zi);
-            } else {
-              for (int64_t r = 0; r < rows; r++) {
-                const scalar_t *cr = ci + (first[r] + j) * out, *gr = gb + r * out;
-                scalar_t dot = 0;
-                for (int64_t o = 0; o < out; o++) dot += gr[o] * cr[o];
-                zi[r] += V[r] * dot;
-              }
-            }
-          }
-        }
-        transpose(zT, rows, L.in, rows, z_p + n0 * L.in, L.in);
+        blk.dense(x_p, nullptr, n0, rows, phi);
+        small_gemm(g_p + n0 * out, out, rows, out, cd_p, KdP, Kd, m, KdP, false);    // m = g c
+        for (int64_t r = 0; r < rows; r++)
+          reduce_columns(phi + r * Kd, m + r * KdP, L.in, L.K, basis.k_major(), z_p + (n0 + r) * L.in);
       }
     });
   });
@@ -710,85 +493,42 @@ Tensor kan_coeff_grad_cpu(const Tensor &x_, const Tensor &g_, const c10::optiona
   const Tensor w = w_.has_value() && w_->defined() ? w_->contiguous() : Tensor();
   check_weight(x, w);
   if (separate_base(kind)) {
+    took(COEFF_GRAD_SEPARATE_BASE);
     const Tensor spline = kan_coeff_grad_cpu(x, g, w_, grid, aux, kind & ~BASE_SILU, order, deriv);
     const Tensor base = at::mm(g.t(), silu_values(x, grid, aux, kind, order, deriv, w));
     return at::cat({spline, base.unsqueeze(2)}, 2);
   }
-  const bool gemm = use_gemm(kind, out);
-  std::vector<Tensor> partial(at::get_num_threads());    // one sum per thread: (out, in*K), or padded (in, KP, out)
-  int64_t C = 0;
+  // the general path for every basis: G (out, in * K) += g^T phi per dense basis block, one sum per thread
+  std::vector<Tensor> partial(at::get_num_threads());
+  took(COEFF_GRAD_GEMM);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kan_coeff_grad", [&] {
     const Basis<scalar_t> basis = make_basis<scalar_t>(L, grid, aux, kind, order, deriv);
-    C = basis.count();
-    const int64_t KP = L.K + 2 * C + 1, R = block_rows(L.in, L.K, sizeof(scalar_t));
+    const int64_t R = block_rows(L.in, L.K, sizeof(scalar_t)), Kd = L.in * L.K;
     const scalar_t *x_p = x.data_ptr<scalar_t>(), *g_p = g.data_ptr<scalar_t>();
     const scalar_t *w_p = w.defined() ? w.data_ptr<scalar_t>() : nullptr;
-    if (narrow_gaussian(kind, out)) {    // partial sums (out, K, in)
-      const GaussianNarrow<scalar_t> G(basis, nullptr, out);
-      G.dispatch([&](auto d) {
-        at::parallel_for(0, L.N, R, [&](int64_t n0, int64_t n1) {
-          Tensor &acc = partial[at::get_thread_num()];
-          if (!acc.defined()) acc = at::zeros({out, L.K, L.in}, x.options());
-          G.template coeff_grad<d()>(x_p, g_p, w_p, n0, n1, acc.data_ptr<scalar_t>());
-        });
-      });
-      return;
-    }
-    const auto pieces = pieces_for(basis);
     at::parallel_for(0, (L.N + R - 1) / R, 1, [&](int64_t b0, int64_t b1) {
       Tensor &acc = partial[at::get_thread_num()];
-      if (!acc.defined()) acc = gemm ? at::zeros({out, L.in * L.K}, x.options()) : at::zeros({L.in, KP, out}, x.options());
+      if (!acc.defined()) acc = at::zeros({out, Kd}, x.options());
       scalar_t *a_p = acc.data_ptr<scalar_t>();
       Block<scalar_t> blk(basis, L.in, R);
-      blk.pieces = pieces.get();
-      const int64_t Kd = L.in * L.K;
       // phi is small_gemm's B operand: whole vectors past its last row are read
-      scalar_t *phi = gemm ? scratch<scalar_t>(BLOCK, R * Kd + simd_width<scalar_t>()) : nullptr;
-      scalar_t *gT = gemm ? scratch<scalar_t>(TRANSPOSE, out * R) : nullptr;
+      scalar_t *phi = scratch<scalar_t>(BLOCK, R * Kd + simd_width<scalar_t>());
+      scalar_t *gT = scratch<scalar_t>(TRANSPOSE, out * R);
       for (int64_t b = b0; b < b1; b++) {
         const int64_t n0 = b * R, rows = std::min(R, L.N - n0);
-        if (gemm) {    // acc (out, in * K) += g^T phi
-          blk.dense(x_p, w_p, n0, rows, phi);
-          for (int64_t r = 0; r < rows; r++)
-            for (int64_t o = 0; o < out; o++) gT[o * rows + r] = g_p[(n0 + r) * out + o];
-          small_gemm(gT, rows, out, rows, phi, Kd, Kd, a_p, Kd, true);
-          continue;
-        }
-        blk.evaluate(x_p, n0, rows);
-        const scalar_t *gb = g_p + n0 * out;
-        for (int64_t i = 0; i < L.in; i++) {
-          const int32_t *first = blk.first.data() + i * rows;
-          scalar_t *ai = a_p + (i * KP + C) * out;
-          for (int64_t j = 0; j < C; j++) {
-            const scalar_t *V = blk.V.data() + (i * C + j) * rows;
-            for (int64_t r = 0; r < rows; r++) {
-              const scalar_t a = w_p ? V[r] * w_p[(n0 + r) * L.in + i] : V[r];
-              scalar_t *ar = ai + (first[r] + j) * out;
-              const scalar_t *gr = gb + r * out;
-              for (int64_t o = 0; o < out; o++) ar[o] += a * gr[o];
-            }
-          }
-        }
+        blk.dense(x_p, w_p, n0, rows, phi);
+        for (int64_t r = 0; r < rows; r++)
+          for (int64_t o = 0; o < out; o++) gT[o * rows + r] = g_p[(n0 + r) * out + o];
+        small_gemm(gT, rows, out, rows, phi, Kd, Kd, a_p, Kd, true);
       }
     });
   });
-  if (narrow_gaussian(kind, out)) {
-    Tensor total = at::zeros({out, L.K, L.in}, x.options());
-    for (const Tensor &p : partial)
-      if (p.defined()) total.add_(p);
-    return total.permute({0, 2, 1}).contiguous();
-  }
-  if (gemm) {    // block columns back to (out, in, K): Gaussian and Fourier blocks are k-major (Basis::column)
-    Tensor total = at::zeros({out, L.in * L.K}, x.options());
-    for (const Tensor &p : partial)
-      if (p.defined()) total.add_(p);
-    if ((kind & KIND_MASK) != BSPLINE) return total.view({out, L.K, L.in}).permute({0, 2, 1}).contiguous();
-    return total.view({out, L.in, L.K});
-  }
-  Tensor total = at::zeros({L.in, L.K + 2 * C + 1, out}, x.options());
+  // block columns back to (out, in, K): Gaussian and Fourier blocks are k-major (Basis::column)
+  Tensor total = at::zeros({out, L.in * L.K}, x.options());
   for (const Tensor &p : partial)
     if (p.defined()) total.add_(p);
-  return total.narrow(1, C, L.K).permute({2, 0, 1}).contiguous();
+  if ((kind & KIND_MASK) != BSPLINE) return total.view({out, L.K, L.in}).permute({0, 2, 1}).contiguous();
+  return total.view({out, L.in, L.K});
 }
 
 // ---- shapes only (torch.export / fake tensors): symbolic sizes, so N stays dynamic ----
@@ -946,6 +686,8 @@ TORCH_LIBRARY(kan_mlip, m)
   m.def("kan_input_grad(Tensor x, Tensor coeff, Tensor grad_out, Tensor grid, Tensor aux, int basis, int order, int deriv) -> Tensor");
   m.def("kan_coeff_grad(Tensor x, Tensor grad_out, Tensor? weight, Tensor grid, Tensor aux, int basis, int order, int deriv) -> Tensor");
   m.def("scratch_bytes() -> int", &scratch_bytes);
+  m.def("path_names() -> str[]", &path_names);
+  m.def("path_counts() -> int[]", &path_counts);
 }
 
 TORCH_LIBRARY_IMPL(kan_mlip, CPU, m)

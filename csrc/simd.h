@@ -65,25 +65,6 @@ typedef int32_t Int32HalfVec __attribute__((vector_size(SIMD_BYTES / 2)));
 typedef int32_t Int32Vec __attribute__((vector_size(SIMD_BYTES)));
 template <typename T> using Int32Lanes = typename std::conditional<sizeof(T) == 8, Int32HalfVec, Int32Vec>::type;
 
-// sum_j a[j] b[j] with vector partial sums (a scalar sum is an ordered reduction that the compiler does
-// not vectorise without -ffast-math)
-template <typename T> inline T simd_dot(const T *__restrict a, const T *__restrict b, int64_t len)
-{
-  using S = Simd<T>;
-  typename S::vec acc0{}, acc1{};
-  int64_t j = 0;
-  for (; j + 2 * S::W <= len; j += 2 * S::W) {
-    acc0 += S::load(a + j) * S::load(b + j);
-    acc1 += S::load(a + j + S::W) * S::load(b + j + S::W);
-  }
-  for (; j + S::W <= len; j += S::W) acc0 += S::load(a + j) * S::load(b + j);
-  acc0 += acc1;
-  T sum = T(0);
-  for (int w = 0; w < S::W; w++) sum += acc0[w];
-  for (; j < len; j++) sum += a[j] * b[j];
-  return sum;
-}
-
 // z[i] += a sum_k c[k * in + i] f[k * in + i]: a k-major row contracted over k (restrict parameters: the
 // loop vectorises over i)
 template <typename T>

@@ -20,7 +20,7 @@
 
 namespace kan_mlip {
 
-// acc[r][v] = sum_k A[r * lda + k] B[k * ldb + v * W, ... + W): the register tile every kernel here shares
+// acc[r][v] = sum_k A[r * lda + k] B[k * ldb + v * W, ... + W): the register tile of small_gemm
 template <typename T, int RB, int NV>
 inline __attribute__((always_inline)) void tile_product(const T *A, int64_t lda, int64_t Kd, const T *B, int64_t ldb,
                                                         typename Simd<T>::vec (&acc)[RB][NV])
@@ -90,33 +90,6 @@ void small_gemm(const T *A, int64_t lda, int64_t M, int64_t Kd, const T *B, int6
           for (int64_t o = 0; o < n; o++) y[o] += out[o];
         else
           for (int64_t o = 0; o < n; o++) y[o] = out[o];
-      }
-    });
-  });
-}
-
-// The input gradient of a k-major block (columns col = k * in + i) without its (rows, in * K) product:
-//   z[r, i] += sum_k f[r, k*in + i] sum_o g[r, o] c[o, k*in + i]
-// Each tile's product g c is multiplied by f and summed into z in its epilogue. Needs in % W == 0, so
-// that a vector of columns never straddles two k; z (rows, ldz) must be zeroed by the caller.
-// g (M, out), c (out, Kd = in * K), f (M, Kd), z (M, in)
-template <typename T>
-void small_gemm_k_reduce(const T *g, int64_t ldg, int64_t M, int64_t out, const T *c, int64_t ldc, const T *f,
-                         int64_t ldf, int64_t Kd, int64_t in, T *z, int64_t ldz)
-{
-  using S = Simd<T>;
-  column_panels<T>(Kd, [&](auto nv, int64_t col0, int64_t) {
-    constexpr int NV = decltype(nv)::value;
-    row_tiles<NV>(M, [&](auto rb, int64_t r0) __attribute__((always_inline)) {
-      constexpr int RB = decltype(rb)::value;
-      typename S::vec acc[RB][NV];
-      tile_product<T, RB, NV>(g + r0 * ldg, ldg, out, c + col0, ldc, acc);
-      for (int v = 0; v < NV; v++) {
-        const int64_t col = col0 + v * S::W, i = col % in;
-        for (int r = 0; r < RB; r++) {
-          T *zr = z + (r0 + r) * ldz + i;
-          S::store(zr, S::load(zr) + acc[r][v] * S::load(f + (r0 + r) * ldf + col));
-        }
       }
     });
   });

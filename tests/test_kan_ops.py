@@ -36,8 +36,8 @@ def derivatives(layer, x):
 
 @pytest.mark.parametrize("basis", BASES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-# (50, 32, 9): wide output with whole vectors of inputs, the input gradient reduced in the GEMM epilogue;
-# (150, 11, 70): outputs in several register panels (wide B-splines: 4 vectors each), inputs a partial vector
+# (50, 32, 9): wide output, whole vectors of inputs; (150, 11, 70): outputs in several register panels (wide
+# B-splines: 4 vectors each), inputs a partial vector
 @pytest.mark.parametrize("n, in_f, out_f", [(0, 3, 2), (1, 1, 1), (7, 4, 3), (300, 16, 1), (130, 5, 17), (50, 32, 9), (150, 11, 70)])
 @pytest.mark.parametrize("scale", [0.8, 30.0])  # inside the grid / far outside
 def test_fused_equals_reference_to_second_order(basis, dtype, n, in_f, out_f, scale):
@@ -74,7 +74,7 @@ def test_gradcheck_and_gradgradcheck_of_every_primitive(basis):
 
 
 @pytest.mark.parametrize("basis", BASES)
-@pytest.mark.parametrize("out", [1, 2, 9])  # one output / narrow (fused end to end) / wide (block + GEMM) paths
+@pytest.mark.parametrize("out", [1, 2, 9])  # narrow (GEMM) / wide (B-splines: bspline_wide.h) outputs
 def test_fused_silu_base_values_and_derivatives_to_fourth_order(basis, out):
     """kind + BASE_SILU: silu(x) is function K, contracted in the same op as the basis (the layer's base
     branch): in the Gaussian pass, as a dense term beside the B-spline and Fourier paths."""
@@ -118,7 +118,7 @@ def test_fused_base_is_used_by_the_default_gaussian_layer_and_matches_its_refere
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("out", [3, 9])  # narrow (piecewise polynomials, a knot search) / wide (de Boor + GEMM)
+@pytest.mark.parametrize("out", [3, 9])  # narrow (GEMM) / wide (bspline_wide.h), both on de Boor's values
 def test_fused_bspline_on_non_uniform_knots(dtype, out):
     """Knots moved by update_grid are not evenly spaced, to second order."""
     ref, fused = pair("bspline", 4, out, dtype)
@@ -150,8 +150,7 @@ def test_bspline_derivatives_beyond_the_degree_vanish_and_third_is_piecewise_con
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("out", [1, 3, 9])
 def test_high_order_bspline_equals_reference(dtype, out):
-    """Order 7: pieces of degree order - d > 5 have no polynomial table, so narrow outputs take de Boor's
-    values and per-function gathers, wide ones the sparse kernels with a run-time function count."""
+    """Order 7: de Boor's values; wide outputs take the sparse kernels with a run-time function count."""
     ref, fused = pair("bspline", 5, out, dtype, seed=3, spline_order=7, grid_size=4)
     x = torch.randn(150, 5, dtype=dtype, generator=torch.Generator().manual_seed(4)) * 1.5  # some outside the grid
     tol = dict(rtol=1e-9, atol=1e-9) if dtype == torch.float64 else dict(rtol=2e-4, atol=2e-4)
@@ -238,7 +237,6 @@ def gaussian_derivative(x, centres, s, d):
 
 
 @pytest.mark.parametrize("grid_kind", ["uniform", "float32_cast", "jittered"])
-# one output (contracted as the values are made) / narrow (fused end to end) / wide (block + GEMM) paths
 @pytest.mark.parametrize("out", [1, 2, 9])
 def test_gaussian_recurrence_equals_closed_form(grid_kind, out):
     """Uniform centres take the product recurrence (gaussian_rows.h), centres a float32 linspace cast to
@@ -272,11 +270,11 @@ def test_gaussian_recurrence_equals_closed_form(grid_kind, out):
             assert (y32 - expected).abs().max() <= 2e-6 * scale * c.abs().sum(dim=(1, 2)).max()
 
 
-@pytest.mark.parametrize("out", [1, 9])  # narrow (sparse values) / wide (dense block + GEMM) paths
+@pytest.mark.parametrize("out", [1, 9])  # narrow (dense block + GEMM) / wide (bspline_wide.h)
 @pytest.mark.parametrize("order", [2, 3, 4])
 def test_uniform_bspline_derivatives_equal_cox_de_boor_by_autograd(order, out):
     """Uniform knots built in float64 (exactly evenly spaced): cubics take the closed forms
-    (Basis::cubic_uniform, Basis::cubic_dense_rows), other orders de Boor's triangle; each derivative
+    (Basis::cubic_uniform, CubicRows), other orders de Boor's triangle; each derivative
     order against autograd through the reference Cox-de Boor recursion, with points in every knot
     interval and outside."""
     from kan_mlip.nn.bspline import BSplineBasis
@@ -307,7 +305,7 @@ def test_uniform_bspline_derivatives_equal_cox_de_boor_by_autograd(order, out):
 @pytest.mark.parametrize("out", [1, 2, 9])
 def test_fourier_derivative_of_every_order_is_the_derivative_of_the_previous(out):
     """The d-th derivative columns (phase d mod 4 of the angle-addition block) to fourth order: the
-    central difference of order d equals order d + 1, both dense paths (narrow rows, GEMM)."""
+    central difference of order d equals order d + 1, narrow and wide outputs."""
     assert fused_ops_available()
     torch.manual_seed(4)
     layer = KANLinear(5, out, basis="fourier").double()
@@ -321,33 +319,6 @@ def test_fourier_derivative_of_every_order_is_the_derivative_of_the_previous(out
         fd = (f(x + h) - f(x - h)) / (2 * h)
         nxt = ops.kan_forward(x, c, None, grid, aux, kind, 0, d + 1)
         torch.testing.assert_close(fd, nxt, rtol=1e-7, atol=1e-8 * nxt.abs().max().item())
-
-
-@pytest.mark.parametrize("basis", ["fourier", "gaussian"])
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_one_output_path_equals_the_narrow_rows_path(basis, dtype):
-    """One output contracts the values as it makes them (fourier_narrow.h, gaussian_narrow.h); as the first
-    output of two (the row-buffer path) it must give the same numbers: weights, the input gradient, every
-    derivative order (all four phases of the Fourier mix), inputs in a partial vector, far out."""
-    assert fused_ops_available()
-    gen = torch.Generator().manual_seed(8)
-    layer = KANLinear(19, 1, basis=basis).to(dtype)
-    grid, aux, ops, kind = layer.basis.grid, layer.basis.aux, torch.ops.kan_mlip, BASIS_KIND[basis]
-    c2 = torch.randn(2, 19, layer.num_basis, dtype=dtype, generator=gen)
-    x = torch.cat([torch.randn(60, 19, dtype=dtype, generator=gen), 40 * torch.randn(5, 19, dtype=dtype, generator=gen)])
-    w = torch.randn(len(x), 19, dtype=dtype, generator=gen)
-    g2 = torch.cat([torch.randn(len(x), 1, dtype=dtype, generator=gen), torch.zeros(len(x), 1, dtype=dtype)], dim=1)
-    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
-    for d in range(6):
-        for weights in (None, w):
-            one = ops.kan_forward(x, c2[:1], weights, grid, aux, kind, 0, d)
-            two = ops.kan_forward(x, c2, weights, grid, aux, kind, 0, d)[:, :1]
-            scale = max(1.0, two.abs().max().item())
-            torch.testing.assert_close(one / scale, two / scale, **tol)
-        one = ops.kan_input_grad(x, c2[:1], g2[:, :1], grid, aux, kind, 0, d)
-        two = ops.kan_input_grad(x, c2, g2, grid, aux, kind, 0, d)
-        scale = max(1.0, two.abs().max().item())
-        torch.testing.assert_close(one / scale, two / scale, **tol)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

@@ -7,7 +7,7 @@ with the same numbers. ``KAN_MLIP_DISABLE_FUSED=1`` forces the reference (for co
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
 import torch
 
@@ -58,3 +58,11 @@ def scratch_bytes() -> int:
     not page-fault them in afresh): memory that torch's allocator statistics do not count. 0 without
     the ops."""
     return int(torch.ops.kan_mlip.scratch_bytes()) if fused_ops_available() else 0
+
+
+def path_counts() -> Dict[str, int]:
+    """Calls of each fused CPU op path since the library was loaded, by stable name ("op:path", see
+    KAN_PATHS in csrc/kan_ops.cpp): which contraction a layer shape takes. Empty without the ops."""
+    if not fused_ops_available():
+        return {}
+    return dict(zip(torch.ops.kan_mlip.path_names(), torch.ops.kan_mlip.path_counts()))
