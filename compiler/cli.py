@@ -23,7 +23,7 @@ def main(argv=None) -> int:
 
     try:
         deploy(args.model, args.output, dtype=args.dtype, device=args.device)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # OSError: an output that cannot be written
         print(f"kan-deploy: error: {exc}", file=sys.stderr)
         return 2
     return 0

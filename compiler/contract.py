@@ -23,7 +23,13 @@ from typing import Tuple
 import torch
 from nequip.data import AtomicDataDict
 
+# Written twice, checked equal by tests/test_constants.py: pair_styles/pair_allegro_kan.cpp reads them too
 CONTRACT_VERSION = "kan_mlip.pair.v1"
+# the deployed file's metadata (TorchScript extra files, JSON unless a plain string)
+METADATA_KEYS = ("contract", "r_max", "cutoff_matrix", "type_names", "num_types", "model_dtype", "device", "kan_blocks",
+                 "kan_mlip_version", "torch_version", "custom_op_library", "source")
+# custom_op_library of a model that calls the fused kan_mlip::* ops (the library CMakeLists.txt builds)
+OPS_LIBRARY = "libkan_mlip_ops.so"
 
 
 class PairPotential(torch.nn.Module):

@@ -3,22 +3,22 @@
 import copy
 import json
 import os
-import tempfile
+import secrets
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 import torch
 
 from kan_mlip import __version__
 
-from .contract import CONTRACT_VERSION, PairPotential
+from .contract import CONTRACT_VERSION, METADATA_KEYS, OPS_LIBRARY, PairPotential
+from .ghosts import ghost_graph
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # eager vs compiled must agree to this (energy per atom in eV, forces in eV/Å)
 TOLERANCE = {"float64": 1e-9, "float32": 1e-4}
-METADATA_KEYS = ("contract", "r_max", "cutoff_matrix", "type_names", "num_types", "model_dtype", "device", "kan_blocks",
-                 "kan_mlip_version", "torch_version", "custom_op_library", "source")
 
 
 def load_trained_model(path) -> Tuple[torch.nn.Module, str, Optional[Dict[str, Any]]]:
@@ -136,7 +136,59 @@ def sample_structure(type_names, r_max: float, seed: int = 0):
 
 
 def deploy(source, output, dtype: Optional[str] = None, device: str = "cpu", log=print) -> Dict[str, Any]:
-    """Compile ``source`` into ``output``; returns the metadata. Writes nothing unless the check passes."""
+    """Compile ``source`` into ``output``; returns the metadata. Writes nothing unless the check passes.
+
+    An output that cannot be written (a directory, a folder without write access, the source itself) is
+    refused before the compile."""
+    with _output_file(source, output) as tmp:
+        compiled, metadata, nparams = _compile(source, dtype, device, log)
+        extra = {key: (json.dumps(value) if not isinstance(value, str) else value) for key, value in metadata.items()}
+        torch.jit.save(compiled, str(tmp), _extra_files=extra)
+    log(f"wrote {output}: {nparams} parameters, types {metadata['type_names']}, r_max {metadata['r_max']:g} Å, "
+        f"{metadata['model_dtype']} on {metadata['device']}, KAN blocks: {metadata['kan_blocks'] or 'none (MLP model)'}")
+    return metadata
+
+
+@contextmanager
+def _output_file(source, output) -> Iterator[Path]:
+    """A new file beside ``output``, created before any work so that an output which cannot be written fails
+    first; renamed onto ``output`` when the block succeeds (never a half-written file), removed when it fails.
+    Its mode is 0666 less the umask, as for any new file."""
+    if str(output).endswith(os.sep) or os.path.isdir(output):
+        raise ValueError(f"output {output} is a directory; give the file to write, e.g. {Path(output) / 'pair.pt'}")
+    output = Path(output)
+    if output.exists() and Path(source).exists() and os.path.samefile(source, output):
+        raise ValueError(f"output {output} is the model being deployed ({source}) and would be overwritten; "
+                         "write to another file, e.g. pair.pt")
+    created = [p for p in (output.parent, *output.parent.parents) if not p.exists()]  # deepest first
+    tmp = output.parent / f".{output.name}.{secrets.token_hex(4)}.tmp"
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as exc:
+        _remove(None, created)
+        raise OSError(f"cannot write {output}: {exc.strerror or exc}") from exc
+    try:
+        yield tmp
+        os.replace(tmp, output)
+    except BaseException:
+        _remove(tmp, created)
+        raise
+
+
+def _remove(tmp: Optional[Path], created) -> None:
+    """Remove a failed output's temporary file and the folders made for it."""
+    if tmp is not None and tmp.exists():
+        tmp.unlink()
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
+def _compile(source, dtype: Optional[str], device: str, log) -> Tuple[torch.jit.ScriptModule, Dict[str, Any], int]:
+    """(compiled model, metadata, parameter count), checked against the eager model."""
     from e3nn.util.jit import script
     from nequip.utils.compile import prepare_model_for_compile
 
@@ -156,7 +208,7 @@ def deploy(source, output, dtype: Optional[str] = None, device: str = "cpu", log
     cutoffs = _cutoff_matrix(model)
     blocks = kan_blocks(model)
     # the pair style links this library; recorded so a loader knows the model calls kan_mlip::* ops
-    ops_library = "libkan_mlip_ops.so" if any(getattr(m, "fused", False) for m in model.modules()) else ""
+    ops_library = OPS_LIBRARY if any(getattr(m, "fused", False) for m in model.modules()) else ""
 
     # reference: nequip's own GraphModel (cell + shifts, autograd forces) in the model's own dtype
     reference = copy.deepcopy(model).eval()
@@ -185,17 +237,13 @@ def deploy(source, output, dtype: Optional[str] = None, device: str = "cpu", log
         "custom_op_library": ops_library,
         "source": f"{kind}: {Path(source).name}",
     }
-    _write_atomically(compiled, metadata, Path(output))
-    nparams = sum(p.numel() for p in energy_model.parameters())
-    log(f"wrote {output}: {nparams} parameters, types {type_names}, r_max {metadata['r_max']:g} Å, {dtype} on {device}, "
-        f"KAN blocks: {metadata['kan_blocks'] or 'none (MLP model)'}")
-    return metadata
+    assert tuple(metadata) == METADATA_KEYS
+    return compiled, metadata, sum(p.numel() for p in energy_model.parameters())
 
 
 def _check(model, compiled, type_names, cutoffs, dtype, device) -> Dict[str, Any]:
     from nequip.data import AtomicDataDict
 
-    from kan_mlip.ase.ghosts import ghost_graph
     from kan_mlip.data.graph import atoms_to_graph
 
     atoms = sample_structure(type_names, float(cutoffs.max()))
@@ -211,19 +259,6 @@ def _check(model, compiled, type_names, cutoffs, dtype, device) -> Dict[str, Any
     tol = max(TOLERANCE[dtype], TOLERANCE[model.metadata["model_dtype"]])    # a float32 side limits the agreement
     return {"natoms": len(atoms), "energy_err": e_err, "force_err": f_err, "tolerance": tol,
             "ok": bool(e_err <= tol and f_err <= tol * max(1.0, np.abs(f_ref).max()) and np.isfinite(folded).all())}
-
-
-def _write_atomically(compiled, metadata: Dict[str, Any], output: Path) -> None:
-    extra = {key: (json.dumps(value) if not isinstance(value, str) else value) for key, value in metadata.items()}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.jit.save(compiled, tmp, _extra_files=extra)
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def load_deployed(path, device: str = "cpu") -> Tuple[torch.jit.ScriptModule, Dict[str, Any]]:

@@ -1,9 +1,10 @@
 """``kan-mlip study``: train several configurations under one budget and report their accuracy.
 
-A study file (YAML) names the data, the configurations (example configs in examples/configs, or
-paths to config files), the seeds and the budget. The data is split once (seeded) into a pool that
-nequip-train splits again for training / early stopping, and a validation set held out from
-training; the report's numbers come from evaluating each saved model on that held-out set.
+A study file (YAML) names the data, the configurations (names of configs in --config-dir, by
+default the shipped ones, which `kan-mlip examples` copies; or paths to config files), the seeds and
+the budget. The data is split once (seeded) into a pool that nequip-train splits again for training /
+early stopping, and a validation set held out from training; the report's numbers come from
+evaluating each saved model on that held-out set.
 
     name: ag_emt
     data: ag_emt.extxyz            # extxyz (or .gz); DeePMD folders: convert with kan-mlip convert-deepmd
@@ -94,20 +95,23 @@ def _entry(item) -> Dict[str, Any]:
     return {"name": item.get("name", Path(config).stem), "config": config, "overrides": list(item.get("overrides", []))}
 
 
-def run_study(spec: Dict[str, Any], outdir: Path, log=print) -> List[Dict[str, Any]]:
+def run_study(spec: Dict[str, Any], outdir: Path, log=print, config_dir=None) -> List[Dict[str, Any]]:
+    """Config names are looked up in ``config_dir`` (default: the shipped configs)."""
     from .evaluation import errors, load_checkpoint_model, predict
-    from .training import CONFIG_DIR, read_val_metrics, run_nequip_train
+    from .resources import find_config
+    from .training import read_val_metrics, run_nequip_train
 
+    runs = [(_entry(c), s) for c in spec["configs"] for s in spec["seeds"]]
+    found = {e["config"]: find_config(e["config"], config_dir) for e, _ in runs}  # every config exists, before any work
     outdir = Path(outdir).resolve()
     pool, val, pool_frames = split(spec, outdir / "data")
     train_eval = pool_frames[: int(spec["train_eval_frames"])]
     log(f"study {spec['name']}: {len(pool_frames)} frames for training ({pool}), {len(val)} held-out validation frames")
     done = _finished_runs(outdir)
     rows = []
-    runs = [(_entry(c), s) for c in spec["configs"] for s in spec["seeds"]]
     for k, (entry, seed) in enumerate(runs, 1):
         name, config = entry["name"], entry["config"]
-        cfg_dir, cfg_name = (Path(config).resolve().parent, Path(config).stem) if config.endswith(".yaml") else (CONFIG_DIR, config)
+        cfg_dir, cfg_name = found[config]
         run_dir = outdir / "runs" / f"{name}_seed{seed}"
         if (name, seed) in done:
             if done[(name, seed)]["status"] == "ok":

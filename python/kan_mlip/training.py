@@ -11,20 +11,27 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import lightning
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "examples" / "configs"
+from .resources import config_dir as _shipped_configs
+from .resources import find_config
+
+CONFIG_DIR = _shipped_configs()  # the configs kan-mlip ships (examples/configs)
 
 
-def run_nequip_train(config_name: str, run_dir: Path, overrides: Sequence[str] = (), config_dir: Path = CONFIG_DIR,
+def run_nequip_train(config_name: str, run_dir: Path, overrides: Sequence[str] = (), config_dir: Optional[Path] = None,
                      quiet: bool = False, on_epoch: Optional[Callable[[int, float], None]] = None) -> Path:
     """``nequip-train -cp CONFIG_DIR -cn CONFIG_NAME hydra.run.dir=RUN_DIR OVERRIDES...``; returns RUN_DIR.
 
+    ``config_name`` is a config in ``config_dir`` (default: the shipped configs) or a path to a .yaml
+    config; a missing one raises FileNotFoundError naming the known configs, before nequip-train starts.
     ``on_epoch(epoch, seconds)`` is called as each training epoch ends (read from the EpochTimer
     callback's file, which the example configs enable). Raises RuntimeError with the log's tail if
     training fails.
     """
+    config_dir, config_name = find_config(config_name, config_dir)
     run_dir = Path(run_dir).resolve()
-    exe = Path(sys.executable).with_name("nequip-train")
-    cmd = [str(exe), "-cp", str(Path(config_dir).resolve()), "-cn", config_name, f"hydra.run.dir={run_dir}", *overrides]
+    exe = Path(sys.executable).with_name("nequip-train")  # the script of this environment, else its module
+    launcher = [str(exe)] if exe.is_file() else [sys.executable, "-m", "nequip.scripts.train"]
+    cmd = [*launcher, "-cp", str(config_dir), "-cn", config_name, f"hydra.run.dir={run_dir}", *overrides]
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / "nequip-train.out"
     reported = 0

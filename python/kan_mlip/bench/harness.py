@@ -19,9 +19,9 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from ..resources import lammps_input
 from .lammps import LammpsError, loop_time, loop_times, run_lammps_measured
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "lammps"
 # name -> (kan_placement, label in the paper's Table 4)
 CONFIGS: Dict[str, tuple] = {
     "mlp": ("none", "MLP (Allegro)"),
@@ -166,8 +166,8 @@ def run(configs: List[str], reps: List[int], basis: str, dtype: str, steps: int,
             if rec.status != "ok":  # failed in an earlier round
                 continue
             try:
-                out, rss, anon = run_lammps_measured(EXAMPLES / "in.bench", {"model": pairs[name], "rep": rep, "warmup": warmup,
-                                                                      "steps": steps}, cwd=workdir)
+                out, rss, anon = run_lammps_measured(lammps_input("in.bench"), {"model": pairs[name], "rep": rep, "warmup": warmup,
+                                                                         "steps": steps}, cwd=workdir)
                 timing = loop_time(out)
                 model_ms, model_mb = bare_model_call(pairs[name], rep)
             except Exception as exc:
@@ -217,8 +217,8 @@ def interleaved_ratio(pair_a: Path, pair_b: Path, rep: int, rounds: int, steps: 
     Each round runs a, then b (warm-up steps untimed), a second or so apart, so a shared machine's slow
     spells (here: the same model's ms/step moving 1.5x within minutes) hit both alike; the median of the
     per-round ratios then discards the rounds that straddle a change of speed."""
-    out = run_lammps_measured(EXAMPLES / "in.bench_ab", {"a": pair_a, "b": pair_b, "rep": rep, "rounds": rounds,
-                                                        "steps": steps, "warmup": warmup}, cwd=workdir).output
+    out = run_lammps_measured(lammps_input("in.bench_ab"), {"a": pair_a, "b": pair_b, "rep": rep, "rounds": rounds,
+                                                           "steps": steps, "warmup": warmup}, cwd=workdir).output
     runs = [r["ms_per_step"] for r in loop_times(out)]
     if len(runs) != 4 * rounds:
         raise LammpsError(f"expected {4 * rounds} runs (warm-up and timed, a and b, {rounds} rounds), "

@@ -1,7 +1,6 @@
 """KAN layers and ops. Depends on torch alone, so MACE/ETGNN environments without nequip can use it.
 
-``ScalarKAN`` (the nequip graph-module wrapper) lives in ``kan_mlip.models`` and is re-exported
-here lazily: importing this package never imports nequip.
+The nequip graph module built from these layers, ``ScalarKAN``, is in ``kan_mlip.models``.
 """
 
 from .bspline import BSplineBasis
@@ -10,13 +9,5 @@ from .gaussian import GaussianBasis
 from .kan_linear import BASES, BASIS_OPTIONS, KANLinear, make_basis
 from .kan_mlp import KANMLP
 
-__all__ = ["BSplineBasis", "GaussianBasis", "FourierBasis", "KANLinear", "KANMLP", "ScalarKAN", "BASES",
-           "BASIS_OPTIONS", "make_basis"]
-
-
-def __getattr__(name):
-    if name == "ScalarKAN":
-        from ..models.scalar_kan import ScalarKAN
-
-        return ScalarKAN
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["BSplineBasis", "GaussianBasis", "FourierBasis", "KANLinear", "KANMLP", "BASES", "BASIS_OPTIONS",
+           "make_basis"]
