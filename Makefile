@@ -39,15 +39,17 @@ test-fast: setup
 demo: setup
 	$(VENV)/bin/kan-mlip demo --workdir $(DEMO)
 
-# the paper's Table 4 on this machine: MLP vs KAN Allegro in LAMMPS, 71 / 568 / 4544 atoms
+# the paper's Table 4 layout, measured where it runs: MLP vs KAN Allegro in LAMMPS, 71 / 568 / 4544 atoms
 bench: setup
-	$(VENV)/bin/kan-bench -o benchmarks/lammps
+	$(VENV)/bin/kan-bench -o outputs/bench
 
-# quick timing gate for CI: ratios from one run, never absolute times. B-spline (efficient-kan) readout:
-# see benchmarks/RESULTS.md for why the Gaussian one cannot meet 1.25 on a CPU
+# quick timing gate for CI: ratios from one run, never absolute times (B-spline readout, 71 atoms). The
+# limits sit well above the unchanged code's spread on a loaded machine and below what a real regression
+# reads (fused ops off, the BLAS trap, a step's work done twice): benchmarks/RESULTS.md
 bench-ci: setup
 	$(VENV)/bin/kan-bench --configs mlp kan_readout --basis bspline --replicas 1 --steps 200 --warmup 20 \
-	    --repeats 2 --check --check-rounds 16 --check-steps 40 -o $(or $(TMPDIR),/tmp)/kan-bench-ci
+	    --repeats 2 --check --check-rounds 16 --check-steps 40 --max-kan-ratio 1.75 --max-overhead 1.5 \
+	    -o $(or $(TMPDIR),/tmp)/kan-bench-ci
 
 clean:
 	rm -rf $(VENV) $(DEMO) outputs build

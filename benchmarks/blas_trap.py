@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from kan_mlip.bench.harness import ModelSize, bare_model_ms, model_config
+from kan_mlip.bench.harness import ModelSize, bare_model_call, model_config
 from kan_mlip.bench.lammps import loop_time, run_lammps
 from kan_mlip.compiler import deploy
 from kan_mlip.models.io import build_model, save_model
@@ -39,7 +39,7 @@ def main():
         pair = tmp / "pair.pt"
         deploy(src, pair, log=lambda *_: None)
         threads = torch.get_num_threads()
-        results = {"bare": bare_model_ms(pair, rep=1, reps=50)}
+        results = {"bare": bare_model_call(pair, rep=1, reps=50)[0]}
         for mode, env in (("deepbind", "0"), ("plain", "1")):
             os.environ["KAN_MLIP_NO_DEEPBIND"] = env
             out = run_lammps(EXAMPLES / "in.ag_nvt", {"model": pair, "steps": args.steps}, cwd=tmp)

@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=200, help="timed steps (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=20, help="untimed warm-up steps (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=1, help="LAMMPS runs per point, interleaved across configurations (round by round); the fastest counts for ms/step, the median for peak RSS")
-    parser.add_argument("-o", "--outdir", default="bench", help="output directory (default: %(default)s)")
+    parser.add_argument("-o", "--outdir", default="outputs/bench", help="output directory (default: %(default)s)")
     parser.add_argument("--train-frames", type=int, default=0,
                         help="also time training (s/epoch) of each configuration's example config on this many EMT "
                              "Ag frames (default: 0, skip)")
@@ -37,8 +37,8 @@ def main(argv=None) -> int:
     parser.add_argument("--check-rounds", type=int, default=10, help="rounds of the --check A/B run (default: %(default)s)")
     parser.add_argument("--check-steps", type=int, default=50,
                         help="timed steps per model and round of the --check A/B run (default: %(default)s)")
-    parser.add_argument("--max-kan-ratio", type=float, default=1.25)
-    parser.add_argument("--max-overhead", type=float, default=1.5)
+    parser.add_argument("--max-kan-ratio", type=float, default=1.75, help="(default: %(default)s)")
+    parser.add_argument("--max-overhead", type=float, default=1.5, help="(default: %(default)s)")
     args = parser.parse_args(argv)
 
     outdir = Path(args.outdir).resolve()
