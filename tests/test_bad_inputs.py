@@ -4,6 +4,8 @@ kan-deploy's output path, kan-mlip study's configurations, the ASE calculator's 
 import importlib
 import os
 import stat
+import subprocess
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -223,3 +225,16 @@ def test_calculator_names_the_atoms_at_the_same_position(pair):
     atoms.calc = KANCalculator(pair)
     with pytest.raises(ValueError, match=r"not finite \(atoms 1, 2\); the closest pair is atoms 1 and 2 at 0 Å"):
         atoms.get_forces()
+
+
+def test_demo_reports_a_failed_training_in_one_message(tmp_path):
+    """nequip-train failing inside the demo ends with exit 2 and the error, not a traceback."""
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "broken.yaml").write_text("run: [train]\ntraining_module: {_target_: no.such.Module}\n")
+    proc = subprocess.run([sys.executable, "-m", "kan_mlip.cli", "demo", "--workdir", str(tmp_path / "demo"),
+                           "--config-dir", str(configs), "--config", "broken", "--frames", "10", "--epochs", "1"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "kan-mlip demo: error: nequip-train failed" in proc.stderr
+    assert "kan_mlip/cli.py" not in proc.stderr  # no traceback through the demo (nequip-train's own output may have one)

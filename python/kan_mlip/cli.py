@@ -246,9 +246,11 @@ def main(argv=None) -> int:
     p.set_defaults(func=_examples)
 
     args = parser.parse_args(argv)
+    from .errors import TrainingFailed
+
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, TrainingFailed) as exc:
         print(f"kan-mlip {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

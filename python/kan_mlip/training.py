@@ -11,6 +11,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import lightning
 
+from .errors import TrainingFailed
 from .resources import config_dir as _shipped_configs
 from .resources import find_config
 
@@ -50,7 +51,7 @@ def run_nequip_train(config_name: str, run_dir: Path, overrides: Sequence[str] =
             _new_epochs(run_dir, reported, on_epoch)
     if proc.returncode != 0:
         tail = log.read_text()[-3000:] if quiet else ""
-        raise RuntimeError(f"nequip-train failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}")
+        raise TrainingFailed(f"nequip-train failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}")
     return run_dir
 
 
