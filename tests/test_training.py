@@ -15,7 +15,8 @@ from kan_mlip.data import make_ag_data
 from kan_mlip.evaluation import errors, load_checkpoint_model, predict
 from kan_mlip.lmp_plugin import PLUGIN_DIR
 from kan_mlip.models import ScalarKAN
-from kan_mlip.training import CONFIG_DIR, read_epoch_times, read_val_metrics, run_nequip_train
+from kan_mlip.resources import lammps_input
+from kan_mlip.training import read_epoch_times, read_val_metrics, run_nequip_train
 
 CONFIGS = ["allegro_mlp", "allegro_kan_readout"]
 
@@ -60,7 +61,7 @@ def test_short_training_lowers_validation_force_mae(config, trained, ag_data):
 def test_trained_kan_model_conserves_energy_in_lammps_nve(trained, tmp_path):
     pair = tmp_path / "pair.pt"
     deploy(trained["allegro_kan_readout"] / "best.ckpt", pair, log=lambda *_: None)
-    out = run_lammps(CONFIG_DIR.parent / "lammps" / "in.ag_nve", {"model": pair, "steps": 2000, "temp": 300}, cwd=tmp_path)
+    out = run_lammps(lammps_input("in.ag_nve"), {"model": pair, "steps": 2000, "temp": 300}, cwd=tmp_path)
     rows = thermo_table(out)
     etot = np.array([r["TotEng"] for r in rows])
     natoms = 71

@@ -67,7 +67,7 @@ def _demo(args) -> int:
     from ase.calculators.emt import EMT
     from ase.io import read, write
 
-    from .data import (DATASET_LABEL, ag_equation_of_state, ag_npt_volumes, ag_vacancy_cell, make_ag_data,
+    from .data import (DATASET_LABEL, SHEAR, STRAIN, ag_equation_of_state, ag_npt_volumes, ag_vacancy_cell, make_ag_data,
                        plot_equation_of_state)
     from .evaluation import errors, load_checkpoint_model, parity_plot, predict
     from .resources import find_config, lammps_input
@@ -79,7 +79,7 @@ def _demo(args) -> int:
     work = Path(args.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    strain, shear = 0.03, 0.02  # make_ag_data's defaults, in the file names so that a cached file matches them
+    strain, shear = STRAIN, SHEAR  # in the file names, so that a cached file matches them
     data = work / f"ag_emt_{args.frames}_strain{strain}_shear{shear}.extxyz"
     print(f"[1/7] data: {DATASET_LABEL}, {args.frames} frames of MD at 300-900 K in cells strained by up to "
           f"+-{100 * strain:g} % (shear +-{100 * shear:g} %), with stress -> {data}", flush=True)
@@ -174,6 +174,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="kan-mlip", description="KAN-augmented interatomic potentials (kan-mlip).")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    from .data.ag_emt import SHEAR, STRAIN
+
     p = sub.add_parser("make-ag-data", help="generate the synthetic EMT Ag data set (71-atom fcc cell, one vacancy)",
                        description="Langevin MD of a 71-atom fcc Ag cell with one vacancy, labelled with ASE's EMT "
                                    "potential (a stand-in for the paper's DFT Ag set, which is not obtainable here). "
@@ -186,9 +188,9 @@ def main(argv=None) -> int:
     p.add_argument("-n", "--frames", type=int, default=1000, help="number of frames (default: %(default)s)")
     p.add_argument("--temperatures", type=float, nargs="+", default=[300, 400, 500, 600, 700, 800, 900],
                    help="MD temperatures in K; frames are split evenly (default: 300..900 in steps of 100)")
-    p.add_argument("--strain", type=float, default=0.03,
+    p.add_argument("--strain", type=float, default=STRAIN,
                    help="largest isotropic lattice strain, volumes within about +-3x this (default: %(default)s)")
-    p.add_argument("--shear", type=float, default=0.02, help="largest shear strain component (default: %(default)s); "
+    p.add_argument("--shear", type=float, default=SHEAR, help="largest shear strain component (default: %(default)s); "
                                                              "--strain 0 --shear 0 samples the a = 4.09 Å cell only, as "
                                                              "for reports/ag_emt")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")

@@ -12,10 +12,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import lightning
 
 from .errors import TrainingFailed
-from .resources import config_dir as _shipped_configs
 from .resources import find_config
-
-CONFIG_DIR = _shipped_configs()  # the configs kan-mlip ships (examples/configs)
 
 
 def run_nequip_train(config_name: str, run_dir: Path, overrides: Sequence[str] = (), config_dir: Optional[Path] = None,

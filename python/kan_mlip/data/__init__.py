@@ -1,7 +1,7 @@
 """Datasets: the embedded synthetic EMT Ag set, and ase.Atoms -> graph conversion."""
 
-from .ag_emt import (DATASET_LABEL, ag_equation_of_state, ag_npt_volumes, ag_vacancy_cell, make_ag_data,
+from .ag_emt import (DATASET_LABEL, SHEAR, STRAIN, ag_equation_of_state, ag_npt_volumes, ag_vacancy_cell, make_ag_data,
                      plot_equation_of_state)
 
-__all__ = ["DATASET_LABEL", "ag_equation_of_state", "ag_npt_volumes", "ag_vacancy_cell", "make_ag_data",
+__all__ = ["DATASET_LABEL", "SHEAR", "STRAIN", "ag_equation_of_state", "ag_npt_volumes", "ag_vacancy_cell", "make_ag_data",
            "plot_equation_of_state"]

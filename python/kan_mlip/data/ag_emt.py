@@ -23,6 +23,8 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
 DATASET_LABEL = "synthetic EMT Ag (ASE EMT labels, not DFT)"
 AG_LATTICE_CONSTANT = 4.09  # Å, experimental fcc Ag
+# default cell deformations: isotropic lattice strain within +-STRAIN, shear components within +-SHEAR
+STRAIN, SHEAR = 0.03, 0.02
 
 
 def ag_vacancy_cell(repeat: Sequence[int] = (3, 3, 2), a: float = AG_LATTICE_CONSTANT) -> Atoms:
@@ -39,8 +41,8 @@ def make_ag_data(
     timestep_fs: float = 2.0,
     sample_every: int = 10,
     equilibration_steps: int = 200,
-    strain: float = 0.03,
-    shear: float = 0.02,
+    strain: float = STRAIN,
+    shear: float = SHEAR,
     progress: bool = True,
 ) -> List[Atoms]:
     """Langevin MD with EMT at each temperature in turn, in cells of several volumes and shapes.
