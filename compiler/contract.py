@@ -1,21 +1,30 @@
 """The deployed model's contract, shared by pair_style allegro-kan, the ASE calculator and tests.
 
-    forward(pos, edge_index, atom_types, num_local) -> (atomic_energy, forces, virial)
+    forward(edge_vectors, edge_index, atom_types, num_local) -> (atomic_energy, forces, virial)
 
-    pos          (N, 3)  positions of local atoms followed by ghost (image) atoms, model dtype
-    edge_index   (2, E)  int64; row 0 = centre (a local atom), row 1 = neighbour (any atom);
-                         every pair within the cutoff appears once per centre (full list)
-    atom_types   (N,)    int64 model type index of each atom
-    num_local    int     atoms [0, num_local) are local; the rest are ghosts
+    edge_vectors (E, 3)  r_ij = x_j - x_i of every edge, Å (float64; cast to the model dtype inside)
+    edge_index   (2, E)  int64 node indices; row 0 = centre i, row 1 = neighbour j. Every pair within
+                         the cutoff appears once per centre (full list)
+    atom_types   (N,)    int64 model type index of each node; N is the number of nodes
+    num_local    int     nodes [0, num_local) are the ones whose energies count
 
-    atomic_energy (num_local,) per-atom energies of local atoms (their sum is the energy)
-    forces        (N, 3)       -dE/dpos for every atom, ghosts included (the caller folds ghost
-                               forces back onto their owners: LAMMPS reverse communication)
+    atomic_energy (num_local,) per-node energies of those nodes (their sum is the energy)
+    forces        (N, 3)       -dE/dx of every node
     virial        (6,)         sum over edges of -r_ij (x) dE/dr_ij, order xx yy zz xy xz yz (LAMMPS)
 
-Periodic images are explicit ghost atoms, never cell shifts, so the same tensors serve LAMMPS
-(any number of MPI ranks) and ASE. Only positions, indices and plain tensor outputs cross the
-boundary, so an AOTInductor ``.pt2`` export can implement the same signature.
+A node is an atom; the edge vectors carry the geometry. Two graphs of the same structure give the
+same numbers:
+
+* periodic: the nodes are the atoms of the cell and a neighbour across the boundary is its owner
+  atom, the edge vector pointing to the image (ASE; LAMMPS on one MPI rank, where every ghost atom is
+  an image of a local one). The cost is that of the cell, whatever the receptive field.
+* domain: the nodes are the local atoms, then ghost atoms (LAMMPS on several ranks; the caller sums
+  ghost forces onto their owners by reverse communication). A message-passing model with L layers
+  needs ghosts within L x r_max of the local atoms and edges centred on ghosts too; a strictly local
+  model (L = 1) needs only edges centred on local atoms.
+
+Only plain tensors and an int cross the boundary, so an AOTInductor ``.pt2`` export can implement the
+same signature.
 """
 
 from typing import Tuple
@@ -24,29 +33,29 @@ import torch
 from nequip.data import AtomicDataDict
 
 # Written twice, checked equal by tests/test_constants.py: pair_styles/pair_allegro_kan.cpp reads them too
-CONTRACT_VERSION = "kan_mlip.pair.v1"
+CONTRACT_VERSION = "kan_mlip.pair.v2"
 # the deployed file's metadata (TorchScript extra files, JSON unless a plain string)
-METADATA_KEYS = ("contract", "r_max", "cutoff_matrix", "type_names", "num_types", "model_dtype", "device", "kan_blocks",
-                 "kan_mlip_version", "torch_version", "custom_op_library", "source")
+METADATA_KEYS = ("contract", "r_max", "cutoff_matrix", "type_names", "num_types", "model_dtype", "device",
+                 "message_passing_layers", "receptive_field", "kan_blocks", "kan_mlip_version", "torch_version",
+                 "custom_op_library", "source")
 # custom_op_library of a model that calls the fused kan_mlip::* ops (the library CMakeLists.txt builds)
 OPS_LIBRARY = "libkan_mlip_ops.so"
 
 
 class PairPotential(torch.nn.Module):
-    """Wraps the energy network of a nequip GraphModel (strictly local, e.g. Allegro)."""
+    """Wraps the energy network of a nequip GraphModel (Allegro, NequIP, ...) in the contract above."""
 
     def __init__(self, energy_model: torch.nn.Module, dtype: torch.dtype):
         super().__init__()
         self.energy_model = energy_model
         self.dtype = dtype
 
-    def forward(self, pos: torch.Tensor, edge_index: torch.Tensor, atom_types: torch.Tensor, num_local: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        pos = pos.to(self.dtype)
-        # edge vectors are the leaf we differentiate: forces and virial from one backward pass
-        edge_vectors = (torch.index_select(pos, 0, edge_index[1]) - torch.index_select(pos, 0, edge_index[0])).detach()
-        edge_vectors.requires_grad_(True)
+    def forward(self, edge_vectors: torch.Tensor, edge_index: torch.Tensor, atom_types: torch.Tensor,
+                num_local: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # edge vectors are the leaf we differentiate: forces and virial from one backward pass. A copy, so
+        # the caller's tensor is left as it was (freezing drops a detach())
+        edge_vectors = edge_vectors.to(dtype=self.dtype, copy=True).requires_grad_(True)
         data: AtomicDataDict.Type = {
-            AtomicDataDict.POSITIONS_KEY: pos,
             AtomicDataDict.EDGE_INDEX_KEY: edge_index,
             AtomicDataDict.ATOM_TYPE_KEY: atom_types,
             AtomicDataDict.EDGE_VECTORS_KEY: edge_vectors,
@@ -57,8 +66,8 @@ class PairPotential(torch.nn.Module):
         dE_dr = grads[0]
         if dE_dr is None:  # no edges
             dE_dr = torch.zeros_like(edge_vectors)
-        # r_ij = pos_j - pos_i  =>  dE/dpos_j += dE/dr_ij, dE/dpos_i -= dE/dr_ij
-        forces = torch.zeros_like(pos)
+        # r_ij = x_j - x_i  =>  dE/dx_j += dE/dr_ij, dE/dx_i -= dE/dr_ij
+        forces = torch.zeros((atom_types.shape[0], 3), dtype=dE_dr.dtype, device=dE_dr.device)
         forces.index_add_(0, edge_index[0], dE_dr)
         forces.index_add_(0, edge_index[1], -dE_dr)
         w = -(edge_vectors.detach().unsqueeze(-1) * dE_dr.unsqueeze(-2)).sum(0)

@@ -14,7 +14,7 @@ import torch
 from kan_mlip import __version__
 
 from .contract import CONTRACT_VERSION, METADATA_KEYS, OPS_LIBRARY, PairPotential
-from .ghosts import ghost_graph
+from .graph import model_inputs
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # eager vs compiled must agree to this (energy per atom in eV, forces in eV/Å)
@@ -84,11 +84,12 @@ def _in_dtype(model, config: Optional[Dict[str, Any]], dtype: str) -> torch.nn.M
     return rebuilt
 
 
-def _is_local(model: torch.nn.Module) -> bool:
-    """Strictly local (Allegro-like): no message passing, so ghosts within r_max suffice."""
-    from nequip.nn import ConvNetLayer
+def message_passing_layers(model: torch.nn.Module) -> int:
+    """How many times node features pass between neighbours: NequIP's convolutions (1 for a strictly local
+    model such as Allegro). The energy of an atom depends on atoms up to this many cutoffs away.
 
-    return not any(isinstance(m, ConvNetLayer) for m in model.modules())
+    Matched by class name: models from a nequip package carry torch.package copies of the classes."""
+    return max(1, sum(type(m).__name__ == "ConvNetLayer" for m in model.modules()))
 
 
 def kan_blocks(model: torch.nn.Module) -> Dict[str, str]:
@@ -144,7 +145,9 @@ def deploy(source, output, dtype: Optional[str] = None, device: str = "cpu", log
         compiled, metadata, nparams = _compile(source, dtype, device, log)
         extra = {key: (json.dumps(value) if not isinstance(value, str) else value) for key, value in metadata.items()}
         torch.jit.save(compiled, str(tmp), _extra_files=extra)
-    log(f"wrote {output}: {nparams} parameters, types {metadata['type_names']}, r_max {metadata['r_max']:g} Å, "
+    layers = metadata["message_passing_layers"]
+    reach = f", {layers} message-passing layers: receptive field {metadata['receptive_field']:g} Å" if layers > 1 else ""
+    log(f"wrote {output}: {nparams} parameters, types {metadata['type_names']}, r_max {metadata['r_max']:g} Å{reach}, "
         f"{metadata['model_dtype']} on {metadata['device']}, KAN blocks: {metadata['kan_blocks'] or 'none (MLP model)'}")
     return metadata
 
@@ -193,9 +196,6 @@ def _compile(source, dtype: Optional[str], device: str, log) -> Tuple[torch.jit.
     from nequip.utils.compile import prepare_model_for_compile
 
     model, kind, config = load_trained_model(source)
-    if not _is_local(model):
-        raise ValueError("pair_style allegro-kan runs strictly local models (Allegro); this model passes messages "
-                         "(NequIP) and would need ghost atoms beyond r_max")
     model_dtype = model.metadata["model_dtype"]
     dtype = dtype or model_dtype
     if dtype not in DTYPES:
@@ -207,6 +207,7 @@ def _compile(source, dtype: Optional[str], device: str, log) -> Tuple[torch.jit.
     type_names = model.metadata["type_names"].split(" ")
     cutoffs = _cutoff_matrix(model)
     blocks = kan_blocks(model)
+    layers = message_passing_layers(model)
     # the pair style links this library; recorded so a loader knows the model calls kan_mlip::* ops
     ops_library = OPS_LIBRARY if any(getattr(m, "fused", False) for m in model.modules()) else ""
 
@@ -231,6 +232,8 @@ def _compile(source, dtype: Optional[str], device: str, log) -> Tuple[torch.jit.
         "num_types": len(type_names),
         "model_dtype": dtype,
         "device": device,
+        "message_passing_layers": layers,
+        "receptive_field": layers * float(cutoffs.max()),
         "kan_blocks": blocks,
         "kan_mlip_version": __version__,
         "torch_version": torch.__version__.split("+")[0],
@@ -251,14 +254,13 @@ def _check(model, compiled, type_names, cutoffs, dtype, device) -> Dict[str, Any
     e_ref = ref[AtomicDataDict.TOTAL_ENERGY_KEY].detach().double().sum().item()
     f_ref = ref[AtomicDataDict.FORCE_KEY].detach().double().numpy()
     types = np.array([type_names.index(s) for s in atoms.get_chemical_symbols()])
-    g = ghost_graph(atoms, cutoffs, types)
-    energies, forces, _ = compiled(*g.inputs(types, DTYPES[dtype], device))
-    folded = g.fold(forces.double().cpu().numpy())
+    energies, forces, _ = compiled(*model_inputs(atoms, cutoffs, types, torch.float64, device))
+    forces = forces.double().cpu().numpy()
     e_err = abs(energies.double().sum().item() - e_ref) / len(atoms)
-    f_err = float(np.abs(folded - f_ref).max())
+    f_err = float(np.abs(forces - f_ref).max())
     tol = max(TOLERANCE[dtype], TOLERANCE[model.metadata["model_dtype"]])    # a float32 side limits the agreement
     return {"natoms": len(atoms), "energy_err": e_err, "force_err": f_err, "tolerance": tol,
-            "ok": bool(e_err <= tol and f_err <= tol * max(1.0, np.abs(f_ref).max()) and np.isfinite(folded).all())}
+            "ok": bool(e_err <= tol and f_err <= tol * max(1.0, np.abs(f_ref).max()) and np.isfinite(forces).all())}
 
 
 def load_deployed(path, device: str = "cpu") -> Tuple[torch.jit.ScriptModule, Dict[str, Any]]:

@@ -34,7 +34,7 @@ using json = nlohmann_lmp::json;
 #error "KAN_MLIP_VERSION must be defined by the build"
 #endif
 
-static const char *CONTRACT_VERSION = "kan_mlip.pair.v1";
+static const char *CONTRACT_VERSION = "kan_mlip.pair.v2";
 
 // "2.13.0" -> "2.13": files from another major.minor must be re-deployed
 static std::string major_minor(const std::string &version)
@@ -86,6 +86,9 @@ PairAllegroKAN::PairAllegroKAN(LAMMPS *lmp) : Pair(lmp)
   one_coeff = 1;
   manybody_flag = 1;
   centroidstressflag = CENTROID_NOTAVAIL;
+  // the model returns the virial of its edges: with periodic graphs ghost atoms carry no force, so
+  // LAMMPS' sum of x (x) f over local and ghost atoms would miss the image offsets
+  no_virial_fdotr_compute = 1;
 }
 
 PairAllegroKAN::~PairAllegroKAN()
@@ -93,7 +96,10 @@ PairAllegroKAN::~PairAllegroKAN()
   if (allocated) {
     memory->destroy(setflag);
     memory->destroy(cutsq);
+    memory->destroy(cutghost);
   }
+  // give back the ghost cutoff this style raised for a message-passing model, unless changed since
+  if (raised_cutghost >= 0.0 && comm->cutghostuser == raised_cutghost) comm->cutghostuser = user_cutghost;
 }
 
 void PairAllegroKAN::allocate()
@@ -102,6 +108,7 @@ void PairAllegroKAN::allocate()
   int n = atom->ntypes + 1;
   memory->create(setflag, n, n, "pair:setflag");
   memory->create(cutsq, n, n, "pair:cutsq");
+  memory->create(cutghost, n, n, "pair:cutghost");
   for (int i = 0; i < n; i++)
     for (int j = 0; j < n; j++) setflag[i][j] = 0;
 }
@@ -117,7 +124,8 @@ void PairAllegroKAN::load_model(const std::string &path)
 
   std::unordered_map<std::string, std::string> extra = {
       {"contract", ""}, {"kan_mlip_version", ""}, {"torch_version", ""}, {"type_names", ""},
-      {"cutoff_matrix", ""}, {"model_dtype", ""}, {"device", ""}, {"custom_op_library", ""}};
+      {"cutoff_matrix", ""}, {"model_dtype", ""}, {"device", ""}, {"custom_op_library", ""},
+      {"message_passing_layers", ""}, {"receptive_field", ""}};
   torch::jit::ExtraFilesMap files(extra.begin(), extra.end());
   try {
     model = torch::jit::load(path, torch::kCPU, files);
@@ -152,6 +160,11 @@ void PairAllegroKAN::load_model(const std::string &path)
       cutoff_matrix.insert(cutoff_matrix.end(), row.begin(), row.end());
     }
     if (matrix.size() != type_names.size()) throw std::runtime_error("cutoff_matrix is not num_types x num_types");
+    message_passing_layers = json::parse(files["message_passing_layers"]).get<int>();
+    receptive_field = json::parse(files["receptive_field"]).get<double>();
+    if (message_passing_layers < 1 || !(receptive_field > 0.0))
+      throw std::runtime_error(fmt::format("message_passing_layers {} and receptive_field {} must be positive",
+                                           message_passing_layers, receptive_field));
   } catch (const std::exception &e) {
     error->all(FLERR, "pair_style allegro-kan: '{}' has corrupt metadata: {}", path, e.what());
   }
@@ -192,6 +205,9 @@ void PairAllegroKAN::load_model(const std::string &path)
   if (comm->me == 0) {
     utils::logmesg(lmp, "pair_style allegro-kan: loaded '{}' ({} {} on {}, types:{})\n", path, dtype,
                    files["kan_mlip_version"], files["device"], joined(type_names));
+    if (message_passing_layers > 1)
+      utils::logmesg(lmp, "pair_style allegro-kan: {} message-passing layers, receptive field {:g} Å\n",
+                     message_passing_layers, receptive_field);
     if (kept)
       utils::logmesg(lmp, "pair_style allegro-kan: malloc keeps freed blocks up to 32 MB in the heap "
                           "(KAN_MLIP_MALLOC_TUNING=0: glibc's defaults)\n");
@@ -256,13 +272,54 @@ void PairAllegroKAN::init_style()
       error->warning(FLERR, "pair_style allegro-kan sees bonded pairs in full: the special_bonds lj factors {} {} {} "
                             "apply to other pair styles only", lj[1], lj[2], lj[3]);
   }
-  neighbor->add_request(this, NeighConst::REQ_FULL);
+
+  // One rank: every ghost atom is a periodic image of a local atom, and the model sees the periodic
+  // graph (neighbours mapped to their owners), whatever its receptive field. Several ranks: local and
+  // ghost atoms are the graph; a message-passing model needs ghosts within its receptive field and
+  // the neighbours of ghost atoms too (their features feed the local atoms' energies).
+  periodic_graph = comm->nprocs == 1;
+  ghostneigh = !periodic_graph && message_passing_layers > 1;
+  if (ghostneigh) {
+    const double needed = receptive_field + neighbor->skin;
+    if (raised_cutghost < 0.0 || comm->cutghostuser != raised_cutghost) user_cutghost = comm->cutghostuser;
+    if (user_cutghost < needed) {
+      comm->cutghostuser = raised_cutghost = needed;
+      if (comm->me == 0)
+        utils::logmesg(lmp, "pair_style allegro-kan: ghost atoms within {:g} Å ({} layers x {:g} Å + skin) for the "
+                            "message-passing model on {} ranks\n",
+                       needed, message_passing_layers, receptive_field / message_passing_layers, comm->nprocs);
+    }
+    neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
+  } else {
+    neighbor->add_request(this, NeighConst::REQ_FULL);
+  }
 }
 
 double PairAllegroKAN::init_one(int i, int j)
 {
   const int n = int(type_names.size());
-  return cutoff_matrix[type_map[i] * n + type_map[j]];
+  const double cut = cutoff_matrix[type_map[i] * n + type_map[j]];
+  cutghost[i][j] = cutghost[j][i] = cut;    // neighbours of ghost atoms (message passing on several ranks)
+  return cut;
+}
+
+// One rank: the local atom each local or ghost atom is (an image of), by atom ID. Ghost atoms change
+// only when LAMMPS rebuilds its neighbour lists.
+void PairAllegroKAN::map_images_to_owners()
+{
+  const int nlocal = atom->nlocal, ntotal = nlocal + atom->nghost;
+  if (neighbor->ago != 0 && int(owner.size()) == ntotal) return;
+  const tagint *tag = atom->tag;
+  std::unordered_map<tagint, int> local_of;
+  local_of.reserve(nlocal);
+  for (int i = 0; i < nlocal; i++) local_of[tag[i]] = i;
+  owner.resize(ntotal);
+  for (int i = 0; i < ntotal; i++) {
+    auto it = local_of.find(tag[i]);
+    if (it == local_of.end())
+      error->one(FLERR, "pair_style allegro-kan: ghost atom {} is not an image of a local atom on this rank", tag[i]);
+    owner[i] = it->second;
+  }
 }
 
 void PairAllegroKAN::compute(int eflag, int vflag)
@@ -276,38 +333,42 @@ void PairAllegroKAN::compute(int eflag, int vflag)
   double **x = atom->x;
   double **f = atom->f;
   const int *type = atom->type;
+  if (periodic_graph) map_images_to_owners();
 
-  // the model's atoms: local then ghost atoms of the types it has (NULL types are left out)
-  std::vector<int> row_of(ntotal, -1), atom_of;    // LAMMPS index <-> model row
-  atom_of.reserve(ntotal);
-  int model_nlocal = 0;
-  for (int i = 0; i < ntotal; i++)
+  // the model's nodes: local atoms of the types it has (NULL types are left out), then, on several
+  // ranks, ghost atoms. On one rank a ghost is its owner's node, reached through the edge vector.
+  std::vector<int> row_of(ntotal, -1), atom_of;    // LAMMPS index <-> node
+  atom_of.reserve(periodic_graph ? nlocal : ntotal);
+  for (int i = 0; i < (periodic_graph ? nlocal : ntotal); i++)
     if (type_map[type[i]] >= 0) {
       row_of[i] = int(atom_of.size());
       atom_of.push_back(i);
-      if (i < nlocal) model_nlocal++;
     }
-  const int64_t nrows = int64_t(atom_of.size());
-  torch::Tensor pos = torch::empty({nrows, 3}, torch::kFloat64);
-  torch::Tensor types = torch::empty({nrows}, torch::kInt64);
-  auto pos_a = pos.accessor<double, 2>();
-  auto types_a = types.accessor<int64_t, 1>();
-  for (int64_t r = 0; r < nrows; r++) {
-    const int i = atom_of[r];
-    pos_a[r][0] = x[i][0];
-    pos_a[r][1] = x[i][1];
-    pos_a[r][2] = x[i][2];
-    types_a[r] = type_map[type[i]];
-  }
+  int model_nlocal = 0;
+  while (model_nlocal < int(atom_of.size()) && atom_of[model_nlocal] < nlocal) model_nlocal++;
+  if (periodic_graph)
+    for (int i = nlocal; i < ntotal; i++) row_of[i] = row_of[owner[i]];
+  // no local atoms of the model's types: no energy, no forces (an empty subdomain)
+  if (model_nlocal == 0) return;
 
-  // edges within the per-type-pair cutoff: centre (local) -> neighbour (local or ghost). Special
-  // bits of bonded pairs are masked off: the model sees every pair in full (see init_style)
+  const int64_t nrows = int64_t(atom_of.size());
+  torch::Tensor types = torch::empty({nrows}, torch::kInt64);
+  auto types_a = types.accessor<int64_t, 1>();
+  for (int64_t r = 0; r < nrows; r++) types_a[r] = type_map[type[atom_of[r]]];
+
+  // edges within the per-type-pair cutoff: centre -> neighbour, and r_ij = x_j - x_i from LAMMPS'
+  // own coordinates (ghost images included). Centres are local atoms, and ghost atoms when their
+  // neighbours are listed (message passing on several ranks). Special bits of bonded pairs are masked
+  // off: the model sees every pair in full (see init_style).
+  const int ncentres = list->inum + (ghostneigh ? list->gnum : 0);
   std::vector<int64_t> centres, neighbours;
-  centres.reserve(list->inum * 64);
-  neighbours.reserve(list->inum * 64);
-  for (int ii = 0; ii < list->inum; ii++) {
+  std::vector<double> vectors;
+  centres.reserve(size_t(ncentres) * 64);
+  neighbours.reserve(size_t(ncentres) * 64);
+  vectors.reserve(size_t(ncentres) * 192);
+  for (int ii = 0; ii < ncentres; ii++) {
     const int i = list->ilist[ii];
-    if (row_of[i] < 0) continue;
+    if (type_map[type[i]] < 0) continue;
     const int *jlist = list->firstneigh[i];
     for (int jj = 0; jj < list->numneigh[i]; jj++) {
       const int j = jlist[jj] & NEIGHMASK;
@@ -316,6 +377,7 @@ void PairAllegroKAN::compute(int eflag, int vflag)
       if (dx * dx + dy * dy + dz * dz < cutsq[type[i]][type[j]]) {
         centres.push_back(row_of[i]);
         neighbours.push_back(row_of[j]);
+        vectors.insert(vectors.end(), {dx, dy, dz});
       }
     }
   }
@@ -323,22 +385,25 @@ void PairAllegroKAN::compute(int eflag, int vflag)
   torch::Tensor edge_index = torch::empty({2, nedges}, torch::kInt64);
   std::memcpy(edge_index.data_ptr<int64_t>(), centres.data(), nedges * sizeof(int64_t));
   std::memcpy(edge_index.data_ptr<int64_t>() + nedges, neighbours.data(), nedges * sizeof(int64_t));
+  torch::Tensor edge_vectors = torch::from_blob(vectors.data(), {nedges, 3}, torch::kFloat64);
 
-  std::vector<torch::jit::IValue> inputs = {pos.to(device, model_dtype), edge_index.to(device), types.to(device),
+  std::vector<torch::jit::IValue> inputs = {edge_vectors.to(device), edge_index.to(device), types.to(device),
                                             int64_t(model_nlocal)};
-  torch::Tensor atomic_energy, forces;
+  torch::Tensor atomic_energy, forces, virial;
   try {
     auto out = model.forward(inputs).toTuple();
     atomic_energy = out->elements()[0].toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
     forces = out->elements()[1].toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
+    virial = out->elements()[2].toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
   } catch (const std::exception &e) {
     std::string msg = e.what();
     error->one(FLERR, "pair_style allegro-kan: model evaluation failed: {}", msg.substr(0, msg.find('\n')));
   }
-  // never hand NaN or inf to the integrator (the virial is fdotr of these forces)
-  if (!all_finite(forces) || !all_finite(atomic_energy))
-    error_non_finite(atomic_energy, forces, atom_of, centres, neighbours);
+  // never hand NaN or inf to the integrator
+  if (!all_finite(forces) || !all_finite(atomic_energy) || !all_finite(virial))
+    error_non_finite(atomic_energy, forces, atom_of, centres, neighbours, vectors);
 
+  // forces on ghost atoms (several ranks) return to their owners by reverse communication
   auto f_a = forces.accessor<double, 2>();
   for (int64_t r = 0; r < nrows; r++) {
     const int i = atom_of[r];
@@ -351,17 +416,19 @@ void PairAllegroKAN::compute(int eflag, int vflag)
     for (int r = 0; r < model_nlocal; r++) eng_vdwl += e_a[r];
   if (eflag_atom)
     for (int r = 0; r < model_nlocal; r++) eatom[atom_of[r]] += e_a[r];
-  if (vflag_fdotr) virial_fdotr_compute();
+  if (vflag_global) {
+    auto w = virial.accessor<double, 1>();
+    for (int k = 0; k < 6; k++) this->virial[k] += w[k];
+  }
 }
 
 // Stops the run on this rank, naming the atoms (global IDs) whose forces or energies are not finite
 // and the closest pair of atoms the model saw: atoms on top of each other are the usual cause.
 void PairAllegroKAN::error_non_finite(const torch::Tensor &atomic_energy, const torch::Tensor &forces,
                                       const std::vector<int> &atom_of, const std::vector<int64_t> &centres,
-                                      const std::vector<int64_t> &neighbours)
+                                      const std::vector<int64_t> &neighbours, const std::vector<double> &vectors)
 {
   const tagint *tag = atom->tag;
-  double **x = atom->x;
   std::set<tagint> bad;    // ghosts carry their owner's ID
   auto f_ok = torch::isfinite(forces).all(1).contiguous();
   auto e_ok = torch::isfinite(atomic_energy).contiguous();
@@ -383,9 +450,8 @@ void PairAllegroKAN::error_non_finite(const torch::Tensor &atomic_energy, const 
   double rmin2 = INFINITY;
   size_t emin = 0;
   for (size_t e = 0; e < centres.size(); e++) {
-    const int i = atom_of[centres[e]], j = atom_of[neighbours[e]];
-    const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-    const double r2 = dx * dx + dy * dy + dz * dz;
+    const double *r = &vectors[3 * e];
+    const double r2 = r[0] * r[0] + r[1] * r[1] + r[2] * r[2];
     if (r2 < rmin2) rmin2 = r2, emin = e;
   }
   if (!centres.empty())

@@ -74,7 +74,7 @@ def test_python_and_cpp_constants_agree():
     ("kinds", "FOURIER = 2", "FOURIER = 3", "basis kinds"),
     ("kinds", "BASE_SILU = 8", "BASE_SILU = 16", "BASE_SILU"),
     ("kinds", "KIND_MASK = 7", "KIND_MASK = 1", "KIND_MASK"),
-    ("pair", '"kan_mlip.pair.v1"', '"kan_mlip.pair.v2"', "contract version"),
+    ("pair", '"kan_mlip.pair.v2"', '"kan_mlip.pair.v3"', "contract version"),
     ("pair", '"cutoff_matrix"', '"cutoff_matrices"', "kan-deploy does not write"),
     ("pair", '{"device", ""}, ', "", "does not request"),
     ("pair", '"float32"', '"single"', "model dtypes"),
@@ -93,6 +93,6 @@ def test_a_disagreement_is_found(key, old, new, what):
 
 def test_a_python_side_change_is_found(monkeypatch):
     monkeypatch.setitem(ops.BASIS_KIND, "fourier", 5)
-    monkeypatch.setattr(contract, "CONTRACT_VERSION", "kan_mlip.pair.v2")
+    monkeypatch.setattr(contract, "CONTRACT_VERSION", "kan_mlip.pair.v3")
     found = disagreements(sources())
     assert len(found) == 2 and "basis kinds" in found[0] and "contract version" in found[1]

@@ -277,16 +277,6 @@ def test_deploy_records_metadata(deployed):
     assert meta["torch_version"] == torch.__version__.split("+")[0] and meta["kan_mlip_version"]
 
 
-def test_deploy_refuses_message_passing_models(workdir):
-    cfg = {"_target_": "kan_mlip.models.KANNequIPModel", "seed": 1, "model_dtype": "float64", "type_names": ["Ag"],
-           "r_max": 4.0, "num_layers": 2, "num_features": 8, "radial_mlp_width": 8, "avg_num_neighbors": 20.0,
-           "per_type_energy_shifts": {"Ag": 0.0}, "per_type_energy_scales": {"Ag": 1.0}}
-    src = save_model(workdir / "nequip.pth", cfg, build_model(cfg))
-    with pytest.raises(ValueError, match="strictly local"):
-        deploy(src, workdir / "nequip.pt", log=lambda *_: None)
-    assert not (workdir / "nequip.pt").exists()
-
-
 def test_npt_runs_on_the_model_virial(deployed, workdir):
     """The barostat acts on the pair style's virial: the cell responds to the model's pressure."""
     inp = workdir / "in.npt"

@@ -1,17 +1,19 @@
 """ASE calculator for files written by kan-deploy."""
 
 import numpy as np
+import torch
 from ase.calculators.calculator import Calculator, all_changes
 
 from kan_mlip.compiler.deploy import DTYPES, load_deployed
-from kan_mlip.compiler.ghosts import GhostGraph, ghost_graph
+from kan_mlip.compiler.graph import model_inputs
 
 
 class KANCalculator(Calculator):
     """Energy, forces, stress and per-atom energies from a deployed ``pair.pt``.
 
-    Uses the same model contract as ``pair_style allegro-kan`` (local + ghost atoms, full
-    neighbour list), so it is the reference the LAMMPS tests compare against. Structures the
+    Uses the same model contract as ``pair_style allegro-kan`` (the periodic graph: atoms are nodes,
+    edge vectors point to periodic images), so it is the reference the LAMMPS tests compare against.
+    Message-passing models (NequIP) cost the cell, whatever their receptive field. Structures the
     model cannot describe (no atoms, a periodic axis without a cell) and non-finite model output
     raise ValueError.
     """
@@ -34,12 +36,11 @@ class KANCalculator(Calculator):
         if unknown:
             raise ValueError(f"Elements {unknown} are not in the model (type_names {self.type_names})")
         types = np.array([self.type_names.index(s) for s in symbols])
-        g = ghost_graph(self.atoms, self.cutoff_matrix, types)
-        outputs = self.model(*g.inputs(types, self.dtype, self.device))
+        inputs = model_inputs(self.atoms, self.cutoff_matrix, types, torch.float64, self.device)
+        outputs = self.model(*inputs)
         energies, forces, virial = (t.detach().double().cpu().numpy() for t in outputs)
-        forces = g.fold(forces)
         if not (np.isfinite(energies).all() and np.isfinite(forces).all() and np.isfinite(virial).all()):
-            raise ValueError(_not_finite(g, energies, forces))
+            raise ValueError(_not_finite(inputs[0].cpu().numpy(), inputs[1].cpu().numpy(), energies, forces))
         self.results["energies"] = energies
         self.results["energy"] = self.results["free_energy"] = float(energies.sum())
         self.results["forces"] = forces
@@ -59,16 +60,16 @@ def _check_structure(atoms) -> None:
                          "degenerate along the periodic axes; set the cell (atoms.set_cell) or pbc=False for open axes")
 
 
-def _not_finite(g: GhostGraph, energies: np.ndarray, forces: np.ndarray) -> str:
+def _not_finite(edge_vectors: np.ndarray, edge_index: np.ndarray, energies: np.ndarray, forces: np.ndarray) -> str:
     """Which atoms the model gave non-finite output for, and the closest pair of atoms."""
     bad = np.flatnonzero(~np.isfinite(energies) | ~np.isfinite(forces).all(axis=1))
     listed = bad[:20].tolist() + (["..."] if len(bad) > 20 else [])
     msg = f"KANCalculator: the model's energy or forces are not finite (atoms {', '.join(map(str, listed))})"
-    i, j = g.edge_index
+    i, j = edge_index
     if len(i):
-        d = np.linalg.norm(g.positions[j] - g.positions[i], axis=1)
+        d = np.linalg.norm(edge_vectors, axis=1)
         k = int(np.argmin(d))
-        msg += f"; the closest pair is atoms {i[k]} and {g.owner[j[k]]} at {d[k]:.3g} Å"
+        msg += f"; the closest pair is atoms {i[k]} and {j[k]} at {d[k]:.3g} Å"
         if d[k] < 1e-3:
             msg += " (two atoms at the same position?)"
     return msg

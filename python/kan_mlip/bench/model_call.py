@@ -15,15 +15,15 @@ def bare_model_call(pair: Path, rep: int, reps: int = 10) -> Tuple[float, float]
     """The deployed model's energy+force call alone, on the 71-atom cell replicated rep^3 times and
     rattled: (ms per call, the mean of reps calls after 3 untimed ones; the peak memory of one call in
     MB, call_peak_mb)."""
-    from kan_mlip.compiler.ghosts import ghost_graph
-    from kan_mlip.compiler.deploy import DTYPES, load_deployed
+    from kan_mlip.compiler.deploy import load_deployed
+    from kan_mlip.compiler.graph import model_inputs
     from kan_mlip.data import ag_vacancy_cell
 
     model, meta = load_deployed(pair)
     atoms = ag_vacancy_cell().repeat((rep, rep, rep))
     atoms.rattle(0.02, seed=1)
     types = np.zeros(len(atoms), dtype=int)
-    args = ghost_graph(atoms, np.array(meta["cutoff_matrix"]), types).inputs(types, DTYPES[meta["model_dtype"]])
+    args = model_inputs(atoms, np.array(meta["cutoff_matrix"]), types, torch.float64)
     for _ in range(3):
         model(*args)
     t0 = time.perf_counter()
