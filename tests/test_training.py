@@ -34,7 +34,7 @@ def trained(ag_data, tmp_path_factory):
     return {
         config: run_nequip_train(config, root / config, [f"data_path={ag_data}", "max_epochs=3",
                                                          "trainer.enable_progress_bar=false"], quiet=True)
-        for config in CONFIGS
+        for config in CONFIGS + ["nequip_kan_readout_bspline"]
     }
 
 
@@ -73,8 +73,10 @@ def test_trained_kan_model_conserves_energy_in_lammps_nve(trained, tmp_path):
 
 
 @pytest.mark.slow
-def test_kan_deploy_accepts_checkpoint_and_nequip_package(trained, ag_data, tmp_path):
-    run = trained["allegro_kan_readout"]
+@pytest.mark.parametrize("config, blocks", [("allegro_kan_readout", {"readout": "gaussian"}),
+                                            ("nequip_kan_readout_bspline", {"readout": "bspline"})])
+def test_kan_deploy_accepts_checkpoint_and_nequip_package(config, blocks, trained, ag_data, tmp_path):
+    run = trained[config]
     package = tmp_path / "model.nequip.zip"
     exe = Path(sys.executable).parent
     subprocess.run([str(exe / "nequip-package"), "build", str(run / "best.ckpt"), str(package)], check=True, capture_output=True)
@@ -84,8 +86,10 @@ def test_kan_deploy_accepts_checkpoint_and_nequip_package(trained, ag_data, tmp_
         proc = subprocess.run([str(exe / "kan-deploy"), str(source), "-o", str(pair)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         assert "check:" in proc.stdout and "OK" in proc.stdout
-        assert load_deployed(pair)[1]["kan_blocks"] == {"readout": "gaussian"}
+        assert load_deployed(pair)[1]["kan_blocks"] == blocks
         atoms = read(ag_data, index=7)
         atoms.calc = KANCalculator(pair)
         energies[source.suffix] = atoms.get_potential_energy()
     assert abs(energies[".ckpt"] - energies[".zip"]) < 1e-10
+    # and equal to nequip's own model from the checkpoint (cell shifts, autograd forces)
+    assert abs(predict(load_checkpoint_model(run / "best.ckpt"), [atoms])["energy"][0] - energies[".ckpt"]) < 1e-8
