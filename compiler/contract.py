@@ -19,9 +19,10 @@ same numbers:
   atom, the edge vector pointing to the image (ASE; LAMMPS on one MPI rank, where every ghost atom is
   an image of a local one). The cost is that of the cell, whatever the receptive field.
 * domain: the nodes are the local atoms, then ghost atoms (LAMMPS on several ranks; the caller sums
-  ghost forces onto their owners by reverse communication). A message-passing model with L layers
-  needs ghosts within L x r_max of the local atoms and edges centred on ghosts too; a strictly local
-  model (L = 1) needs only edges centred on local atoms.
+  ghost forces onto their owners by reverse communication). For a model with L message-passing
+  layers the ghosts are those within L hops of a local atom, and the edges those of atoms within
+  L - 1 hops: the local energies depend on exactly these. A strictly local model (L = 1) needs only
+  the edges of local atoms.
 
 Only plain tensors and an int cross the boundary, so an AOTInductor ``.pt2`` export can implement the
 same signature.

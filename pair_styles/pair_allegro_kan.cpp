@@ -278,6 +278,7 @@ void PairAllegroKAN::init_style()
   // ghost atoms are the graph; a message-passing model needs ghosts within its receptive field and
   // the neighbours of ghost atoms too (their features feed the local atoms' energies).
   periodic_graph = comm->nprocs == 1;
+  log_graph = true;
   ghostneigh = !periodic_graph && message_passing_layers > 1;
   if (ghostneigh) {
     const double needed = receptive_field + neighbor->skin;
@@ -335,57 +336,67 @@ void PairAllegroKAN::compute(int eflag, int vflag)
   const int *type = atom->type;
   if (periodic_graph) map_images_to_owners();
 
-  // the model's nodes: local atoms of the types it has (NULL types are left out), then, on several
-  // ranks, ghost atoms. On one rank a ghost is its owner's node, reached through the edge vector.
-  std::vector<int> row_of(ntotal, -1), atom_of;    // LAMMPS index <-> node
-  atom_of.reserve(periodic_graph ? nlocal : ntotal);
-  for (int i = 0; i < (periodic_graph ? nlocal : ntotal); i++)
+  // The graph, breadth first from the local atoms (of the model's types: NULL types are left out).
+  // Edges join atoms within the per-type-pair cutoff, r_ij = x_j - x_i from LAMMPS' own coordinates.
+  // One rank: a neighbour is its owner's node (ghosts are periodic images), so the local atoms are
+  // all the nodes. Several ranks: a ghost atom reached at hop h becomes a node; the edges of atoms at
+  // hops 0 .. L-1 are listed, and atoms at hop L are nodes without edges: exactly what the local
+  // energies of an L-layer model depend on, and no more of the ghost shell. Special bits of bonded
+  // pairs are masked off: the model sees every pair in full (see init_style).
+  std::vector<int> row_of(ntotal, -1), atom_of, frontier, next;    // LAMMPS index <-> node
+  for (int i = 0; i < nlocal; i++)
     if (type_map[type[i]] >= 0) {
       row_of[i] = int(atom_of.size());
       atom_of.push_back(i);
     }
-  int model_nlocal = 0;
-  while (model_nlocal < int(atom_of.size()) && atom_of[model_nlocal] < nlocal) model_nlocal++;
-  if (periodic_graph)
-    for (int i = nlocal; i < ntotal; i++) row_of[i] = row_of[owner[i]];
+  const int model_nlocal = int(atom_of.size());
   // no local atoms of the model's types: no energy, no forces (an empty subdomain)
   if (model_nlocal == 0) return;
 
+  std::vector<int64_t> centres, neighbours;
+  std::vector<double> vectors;
+  centres.reserve(size_t(model_nlocal) * 64);
+  neighbours.reserve(size_t(model_nlocal) * 64);
+  vectors.reserve(size_t(model_nlocal) * 192);
+  frontier = atom_of;
+  const int hops = periodic_graph ? 1 : message_passing_layers;
+  for (int hop = 0; hop < hops && !frontier.empty(); hop++) {
+    next.clear();
+    for (const int i : frontier) {
+      const int *jlist = list->firstneigh[i];
+      for (int jj = 0; jj < list->numneigh[i]; jj++) {
+        const int j = jlist[jj] & NEIGHMASK;
+        if (type_map[type[j]] < 0) continue;
+        const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
+        if (dx * dx + dy * dy + dz * dz >= cutsq[type[i]][type[j]]) continue;
+        const int node = periodic_graph ? owner[j] : j;
+        if (row_of[node] < 0) {    // a ghost atom first reached at this hop
+          row_of[node] = int(atom_of.size());
+          atom_of.push_back(node);
+          next.push_back(node);
+        }
+        centres.push_back(row_of[i]);
+        neighbours.push_back(row_of[node]);
+        vectors.insert(vectors.end(), {dx, dy, dz});
+      }
+    }
+    frontier.swap(next);
+  }
   const int64_t nrows = int64_t(atom_of.size());
   torch::Tensor types = torch::empty({nrows}, torch::kInt64);
   auto types_a = types.accessor<int64_t, 1>();
   for (int64_t r = 0; r < nrows; r++) types_a[r] = type_map[type[atom_of[r]]];
 
-  // edges within the per-type-pair cutoff: centre -> neighbour, and r_ij = x_j - x_i from LAMMPS'
-  // own coordinates (ghost images included). Centres are local atoms, and ghost atoms when their
-  // neighbours are listed (message passing on several ranks). Special bits of bonded pairs are masked
-  // off: the model sees every pair in full (see init_style).
-  const int ncentres = list->inum + (ghostneigh ? list->gnum : 0);
-  std::vector<int64_t> centres, neighbours;
-  std::vector<double> vectors;
-  centres.reserve(size_t(ncentres) * 64);
-  neighbours.reserve(size_t(ncentres) * 64);
-  vectors.reserve(size_t(ncentres) * 192);
-  for (int ii = 0; ii < ncentres; ii++) {
-    const int i = list->ilist[ii];
-    if (type_map[type[i]] < 0) continue;
-    const int *jlist = list->firstneigh[i];
-    for (int jj = 0; jj < list->numneigh[i]; jj++) {
-      const int j = jlist[jj] & NEIGHMASK;
-      if (row_of[j] < 0) continue;
-      const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-      if (dx * dx + dy * dy + dz * dz < cutsq[type[i]][type[j]]) {
-        centres.push_back(row_of[i]);
-        neighbours.push_back(row_of[j]);
-        vectors.insert(vectors.end(), {dx, dy, dz});
-      }
-    }
-  }
   const int64_t nedges = int64_t(centres.size());
   torch::Tensor edge_index = torch::empty({2, nedges}, torch::kInt64);
   std::memcpy(edge_index.data_ptr<int64_t>(), centres.data(), nedges * sizeof(int64_t));
   std::memcpy(edge_index.data_ptr<int64_t>() + nedges, neighbours.data(), nedges * sizeof(int64_t));
   torch::Tensor edge_vectors = torch::from_blob(vectors.data(), {nedges, 3}, torch::kFloat64);
+
+  if (log_graph && comm->me == 0)
+    utils::logmesg(lmp, "pair_style allegro-kan: {} graph on rank 0: {} nodes ({} local atoms), {} edges\n",
+                   periodic_graph ? "periodic" : "domain", nrows, model_nlocal, nedges);
+  log_graph = false;
 
   std::vector<torch::jit::IValue> inputs = {edge_vectors.to(device), edge_index.to(device), types.to(device),
                                             int64_t(model_nlocal)};

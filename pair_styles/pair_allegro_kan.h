@@ -9,7 +9,8 @@
    with types, edges with their vectors. On one MPI rank the graph is periodic: a ghost atom is its
    owner's node, so a message-passing model costs the cell whatever its receptive field. On several
    ranks the nodes are local and ghost atoms; for a message-passing model the ghost shell is as deep
-   as the receptive field and ghost atoms bring their neighbours. Energies are summed over local
+   as the receptive field, and the graph holds the ghosts within L hops of a local atom and the
+   edges of those within L - 1 (L: the model's message-passing layers). Energies are summed over local
    atoms, ghost forces return to their owners by reverse communication, and the global virial is the
    model's (sum over edges of -r_ij (x) dE/dr_ij). */
 
@@ -53,6 +54,7 @@ class PairAllegroKAN : public Pair {
   int message_passing_layers = 1;         // the model's hops: its energy reaches this many cutoffs
   double receptive_field = 0.0;           // message_passing_layers x the largest cutoff, Å
   bool periodic_graph = true;             // one rank: ghosts map onto their owners' nodes
+  bool log_graph = true;                  // report the first graph of a run (rank 0)
   std::vector<int> owner;                 // LAMMPS index -> local index of the atom it is an image of
   double user_cutghost = 0.0;             // comm_modify cutoff as the user left it
   double raised_cutghost = -1.0;          // the ghost cutoff this style set, -1 if none
