@@ -96,7 +96,6 @@ PairAllegroKAN::~PairAllegroKAN()
   if (allocated) {
     memory->destroy(setflag);
     memory->destroy(cutsq);
-    memory->destroy(cutghost);
   }
   // give back the ghost cutoff this style raised for a message-passing model, unless changed since
   if (raised_cutghost >= 0.0 && comm->cutghostuser == raised_cutghost) comm->cutghostuser = user_cutghost;
@@ -108,7 +107,6 @@ void PairAllegroKAN::allocate()
   int n = atom->ntypes + 1;
   memory->create(setflag, n, n, "pair:setflag");
   memory->create(cutsq, n, n, "pair:cutsq");
-  memory->create(cutghost, n, n, "pair:cutghost");
   for (int i = 0; i < n; i++)
     for (int j = 0; j < n; j++) setflag[i][j] = 0;
 }
@@ -279,8 +277,7 @@ void PairAllegroKAN::init_style()
   // the neighbours of ghost atoms too (their features feed the local atoms' energies).
   periodic_graph = comm->nprocs == 1;
   log_graph = true;
-  ghostneigh = !periodic_graph && message_passing_layers > 1;
-  if (ghostneigh) {
+  if (!periodic_graph && message_passing_layers > 1) {
     const double needed = receptive_field + neighbor->skin;
     if (raised_cutghost < 0.0 || comm->cutghostuser != raised_cutghost) user_cutghost = comm->cutghostuser;
     if (user_cutghost < needed) {
@@ -290,6 +287,7 @@ void PairAllegroKAN::init_style()
                             "message-passing model on {} ranks\n",
                        needed, message_passing_layers, receptive_field / message_passing_layers, comm->nprocs);
     }
+    // ghost atoms' lists use the same cutoffs (no ghostneigh / cutghost needed)
     neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
   } else {
     neighbor->add_request(this, NeighConst::REQ_FULL);
@@ -299,9 +297,7 @@ void PairAllegroKAN::init_style()
 double PairAllegroKAN::init_one(int i, int j)
 {
   const int n = int(type_names.size());
-  const double cut = cutoff_matrix[type_map[i] * n + type_map[j]];
-  cutghost[i][j] = cutghost[j][i] = cut;    // neighbours of ghost atoms (message passing on several ranks)
-  return cut;
+  return cutoff_matrix[type_map[i] * n + type_map[j]];
 }
 
 // One rank: the local atom each local or ghost atom is (an image of), by atom ID. Ghost atoms change

@@ -167,8 +167,22 @@ def lj_reference(atoms, types):
     return energy, forces
 
 
+@pytest.fixture(scope="module")
+def nequip_pair(workdir):
+    """A 2-layer NequIP-KAN model: on several ranks its ghost atoms bring their neighbours (ghostneigh)."""
+    from test_message_passing import nequip_config
+
+    cfg = nequip_config(("Ag",), kan_placement="readout", kan_basis="gaussian")
+    src = save_model(workdir / "Ag_nequip.pth", cfg, build_model(cfg))
+    out = workdir / "Ag_nequip.pt"
+    deploy(src, out, dtype="float64", log=lambda *_: None)
+    return out
+
+
+@pytest.mark.parametrize("family", ["allegro", "nequip"])
 @pytest.mark.parametrize("nprocs", [1, 2])
-def test_null_type_is_left_to_the_other_hybrid_style(nprocs, pair, workdir):
+def test_null_type_is_left_to_the_other_hybrid_style(nprocs, family, pair, nequip_pair, workdir):
+    pair = {"allegro": pair, "nequip": nequip_pair}[family]
     atoms = rattled_cell()
     cu = [3, 10, 20, 33, 40, 55, 68]
     atoms.symbols[cu] = "Cu"
@@ -178,7 +192,7 @@ def test_null_type_is_left_to_the_other_hybrid_style(nprocs, pair, workdir):
     model = (f"pair_style hybrid/overlay allegro-kan lj/cut {LJ_CUT}\npair_coeff * * allegro-kan {pair} Ag NULL\n"
              + "".join(f"pair_coeff {a} {b} lj/cut {e} {s}\n" for (a, b), (e, s) in LJ.items())
              + "compute kan all pair allegro-kan\ncompute lj all pair lj/cut")
-    row, f, _, _ = single_point(workdir, f"null_{nprocs}", f"atom_style atomic\nread_data {data}", model,
+    row, f, _, _ = single_point(workdir, f"null_{family}_{nprocs}", f"atom_style atomic\nread_data {data}", model,
                              thermo="pe c_kan c_lj", nprocs=nprocs)
 
     ag = atoms[types == 1]  # allegro-kan sees the Ag atoms alone
