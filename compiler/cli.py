@@ -7,7 +7,7 @@ import sys
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="kan-deploy",
-        description="Compile a trained KAN (or MLP) Allegro model for pair_style allegro-kan and the ASE "
+        description="Compile a trained Allegro or NequIP model (KAN or MLP) for pair_style allegro-kan and the ASE "
                     "KANCalculator. Accepts a nequip-train checkpoint (.ckpt), a nequip package (.zip) or a "
                     "kan_mlip model.pth. The compiled model is checked against the eager model on a sample "
                     "structure before anything is written.",

@@ -284,5 +284,6 @@ def load_deployed(path, device: str = "cpu") -> Tuple[torch.jit.ScriptModule, Di
         except json.JSONDecodeError:
             meta[key] = raw
     if meta["contract"] != CONTRACT_VERSION:
-        raise ValueError(f"{path}: model contract {meta['contract']!r}, expected {CONTRACT_VERSION!r}")
+        raise ValueError(f"{path}: model contract {meta['contract']!r}, this kan_mlip needs {CONTRACT_VERSION!r}; "
+                         "re-deploy it with this kan_mlip's kan-deploy")
     return module, meta

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kan_mlip.resources import config_dir, copy_examples, examples_dir, find_config, known_configs
+from kan_mlip.resources import EXAMPLE_FOLDERS, config_dir, copy_examples, examples_dir, find_config, known_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,10 +110,10 @@ def test_find_config_by_name_path_or_own_folder(tmp_path):
 
 
 def test_copy_examples_never_overwrites(tmp_path):
-    shipped = sorted(p.relative_to(examples_dir()) for sub in ("configs", "lammps", "studies")
+    shipped = sorted(p.relative_to(examples_dir()) for sub in EXAMPLE_FOLDERS
                      for p in (examples_dir() / sub).iterdir())
     assert {"configs/allegro_kan_readout.yaml", "lammps/in.ag_nvt", "lammps/in.bench_ab",
-            "studies/ag_emt.yaml"} <= {str(p) for p in shipped}
+            "studies/ag_emt.yaml", "models/ag_nequip_kan.pth"} <= {str(p) for p in shipped}
     assert sorted(p.relative_to(tmp_path) for p in copy_examples(tmp_path)) == shipped
     assert copy_examples(tmp_path) == []  # identical files are kept, nothing to write
     mine = tmp_path / "configs" / "allegro_mlp.yaml"

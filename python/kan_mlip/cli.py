@@ -49,14 +49,14 @@ def _study(args) -> int:
 
 
 def _examples(args) -> int:
-    from .resources import copy_examples
+    from .resources import EXAMPLE_FOLDERS, copy_examples
 
     try:
         written = copy_examples(Path(args.dir))
     except FileExistsError as exc:
         print(f"kan-mlip examples: error: {exc}", file=sys.stderr)
         return 2
-    print(f"{len(written)} files copied to {args.dir}/ (configs, lammps, studies); files already there kept")
+    print(f"{len(written)} files copied to {args.dir}/ ({', '.join(EXAMPLE_FOLDERS)}); files already there kept")
     return 0
 
 

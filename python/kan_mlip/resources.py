@@ -66,14 +66,18 @@ def find_config(config: str, directory: Optional[Path] = None) -> Tuple[Path, st
                             "(or give the path of a .yaml config)")
 
 
+# the shipped example folders: nequip-train configs, LAMMPS inputs, trained example models, study files
+EXAMPLE_FOLDERS = ("configs", "lammps", "models", "studies")
+
+
 def copy_examples(dest: Path) -> List[Path]:
-    """Copy the shipped configs/, lammps/ and studies/ into ``dest``; returns the files written.
+    """Copy the shipped example folders (EXAMPLE_FOLDERS) into ``dest``; returns the files written.
 
     Files already there with the same content are left as they are; one that differs is an error
     (nothing is overwritten, and nothing is copied).
     """
     src, dest = examples_dir(), Path(dest)
-    pairs = [(p, dest / p.relative_to(src)) for sub in ("configs", "lammps", "studies")
+    pairs = [(p, dest / p.relative_to(src)) for sub in EXAMPLE_FOLDERS
              for p in sorted((src / sub).iterdir()) if p.is_file()]
     changed = [str(d) for s, d in pairs if d.exists() and not (d.is_file() and filecmp.cmp(s, d, shallow=False))]
     if changed:
