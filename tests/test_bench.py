@@ -1,4 +1,5 @@
-"""kan-bench: real LAMMPS runs, failed configurations reported without stopping the others."""
+"""kan-bench: real LAMMPS runs, failed configurations reported without stopping the others; the
+Allegro and NequIP families, one MPI rank or several."""
 
 import json
 
@@ -23,6 +24,7 @@ def test_bench_runs_lammps_and_reports_a_broken_configuration_as_failed(tmp_path
     assert [r["config"] for r in ok] == ["mlp"] and [r["config"] for r in failed] == ["no_such_placement"]
     assert "kan_placement" in failed[0]["error"]
     rec = ok[0]
+    assert rec["family"] == "allegro" and rec["procs"] == 1
     assert rec["natoms"] == 71 and rec["steps"] == 5 and rec["ms_per_step"] > 0 and rec["peak_rss_mb"] > 50
     assert rec["model_ms_per_call"] > 0 and rec["torch_version"] and rec["lammps_version"].startswith("LAMMPS")
     # memory: every run's peak kept, the median reported (a process's peak moves more than a readout adds)
@@ -107,3 +109,104 @@ def test_peak_rss_is_lammps_own_not_the_parents(tmp_path):
     assert abs(with_ballast.peak_rss_mb - alone.peak_rss_mb) < 100, (alone, with_ballast)
     # less the shared libraries' pages: LAMMPS' own memory, a part of its peak
     assert 0 < alone.peak_anon_mb < alone.peak_rss_mb and abs(with_ballast.peak_anon_mb - alone.peak_anon_mb) < 100
+
+
+def _tiny_nequip():
+    from kan_mlip.bench.harness import NequIPSize
+
+    return NequIPSize(num_layers=2, num_features=8, radial_mlp_width=8, readout_width=8)
+
+
+def test_nequip_rows_run_on_one_and_two_ranks(tmp_path, monkeypatch):
+    # a small NequIP (2 layers: a receptive field of 9 Å, more than half the 12.3 x 12.3 x 8.2 Å cell), MLP and
+    # KAN output block, on 1 and 2 MPI ranks: every point its own record and log; the 2-rank one against 1 rank
+    from kan_mlip.bench import harness
+    from kan_mlip.compiler import load_deployed
+
+    monkeypatch.setitem(harness.SIZES, "nequip", _tiny_nequip)
+    rc = main(["--family", "nequip", "--basis", "bspline", "--replicas", "1", "--nprocs", "1", "2", "--steps", "3",
+               "--warmup", "1", "-o", str(tmp_path)])
+    assert rc == 0
+    records = json.loads((tmp_path / "bench.json").read_text())
+    assert [(r["family"], r["config"], r["procs"], r["status"]) for r in records] == [
+        ("nequip", "mlp", 1, "ok"), ("nequip", "mlp", 2, "ok"),
+        ("nequip", "kan_readout", 1, "ok"), ("nequip", "kan_readout", 2, "ok")]
+    by = {(r["config"], r["procs"]): r for r in records}
+    for name, placement in [("mlp", "none"), ("kan_readout", "readout")]:
+        one, two = by[name, 1], by[name, 2]
+        assert one["placement"] == two["placement"] == placement and one["natoms"] == two["natoms"] == 71
+        _, meta = load_deployed(tmp_path / "work" / f"nequip_{name}_bspline_float64.pt")
+        assert meta["message_passing_layers"] == 2
+        # each number is the Loop time of its kept log, which ran on that many ranks
+        for rec, log_name in [(one, f"nequip_{name}_71.log"), (two, f"nequip_{name}_71_2ranks.log")]:
+            timing = loop_time((tmp_path / log_name).read_text())
+            assert timing["procs"] == rec["procs"] and timing["atoms"] == 71 and timing["steps"] == 3
+            assert abs(timing["ms_per_step"] - rec["ms_per_step"]) < 1e-9
+            assert rec["atom_steps_per_s"] == pytest.approx(71e3 / rec["ms_per_step"])
+            assert rec["lammps_over_model"] == pytest.approx(rec["ms_per_step"] / rec["model_ms_per_call"])
+        assert "message-passing model on" in (tmp_path / f"nequip_{name}_71_2ranks.log").read_text()
+        # one rank: memory measured; several: ms/step only, and its cost per atom-step against one rank
+        assert one["peak_rss_mb"] > 50 and np.isnan(one["cost_vs_one_rank"])
+        assert np.isnan(two["peak_rss_mb"]) and two["peak_rss_mb_runs"] == []
+        assert two["threads_per_rank"] == 1 or "OMP_NUM_THREADS" in __import__("os").environ
+        assert two["cost_vs_one_rank"] == pytest.approx(two["ms_per_step"] / one["ms_per_step"])
+        assert two["model_ms_per_call"] == one["model_ms_per_call"]  # one bare call serves both
+    table = (tmp_path / "bench.md").read_text()
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in table.splitlines() if line.startswith("| ") and not line.startswith("| configuration")}
+    kan2 = rows["KAN output block (NequIP), 2 ranks"]
+    assert kan2[0] == f"{by['kan_readout', 2]['ms_per_step']:.2f}"
+    assert kan2[1] == f"{by['kan_readout', 2]['ms_per_step'] / by['mlp', 2]['ms_per_step']:.3f}"  # vs its own MLP
+    assert kan2[2:4] == ["-", "-"]  # no peak RSS on 2 ranks
+    # the second table: LAMMPS / bare on 1 and 2 ranks, then 2 ranks / 1 rank (rows keyed by the 1-rank label)
+    assert rows["MLP (NequIP)"][-3:] == [f"{by['mlp', 1]['lammps_over_model']:.2f}",
+                                         f"{by['mlp', 2]['lammps_over_model']:.2f}",
+                                         f"{by['mlp', 2]['cost_vs_one_rank']:.2f}"]
+
+
+def test_nequip_benchmark_models_differ_only_in_the_output_block():
+    # the NequIP rows compare like with like: the same network but for the output block, MLP vs KAN
+    from kan_mlip.bench.harness import NequIPSize, model_config
+    from kan_mlip.models.io import build_model
+    from kan_mlip.nn import KANLinear
+
+    size = NequIPSize()
+    models = {p: build_model(model_config(p, "gaussian", "float64", size)) for p in ("none", "readout")}
+    shapes = {p: {n: tuple(t.shape) for n, t in m.named_parameters() if "per_atom_energy_readout" not in n}
+              for p, m in models.items()}
+    assert shapes["none"] == shapes["readout"] and len(shapes["none"]) > 10
+    kan = [m for m in models["readout"].modules() if isinstance(m, KANLinear)]
+    assert [(m.in_features, m.out_features) for m in kan] == [(32, 32), (32, 1)]
+    assert not any(isinstance(m, KANLinear) for m in models["none"].modules())
+    readout = [tuple(w.shape) for n, w in models["none"].named_parameters() if "per_atom_energy_readout" in n]
+    assert readout == [(32, 32), (32, 1)]  # MLP: one hidden layer of 32, like the KAN
+    # 3 interaction layers, each with a radial MLP of one hidden layer of 64
+    radial = {n: tuple(w.shape) for n, w in models["none"].named_parameters() if "edge_mlp.mlp.0" in n}
+    assert sorted(radial) == [f"model.func.layer{i}_convnet.conv.edge_mlp.mlp.0.weight" for i in range(3)]
+    assert set(radial.values()) == {(8, 64)}  # 8 Bessel functions -> 64
+
+
+def test_help_documents_the_families_and_the_ranks(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for words in ["--family", "nequip: mlp kan_readout", "3 interaction layers", "--nprocs", "OMP_NUM_THREADS",
+                  "cost per atom-step", "--dtype", "--max-kan-ratio"]:
+        assert words in text, words
+
+
+def test_nprocs_below_one_is_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--nprocs", "1", "0"])
+    assert exc.value.code == 2 and "--nprocs" in capsys.readouterr().err
+
+
+def test_a_configuration_another_family_has_is_a_failed_row(tmp_path):
+    # NequIP's only KAN block is its output block: "kan_all" there is a failed row naming NequIP's own
+    rc = main(["--family", "nequip", "--configs", "kan_all", "--replicas", "1", "-o", str(tmp_path)])
+    assert rc == 0
+    (rec,) = json.loads((tmp_path / "bench.json").read_text())
+    assert (rec["family"], rec["config"], rec["status"]) == ("nequip", "kan_all", "failed")
+    assert "nequip has no configuration 'kan_all'" in rec["error"] and "mlp kan_readout" in rec["error"]
+    assert "| kan_all (nequip) | failed" in (tmp_path / "bench.md").read_text()
