@@ -53,3 +53,18 @@ bench-ci: setup
 
 clean:
 	rm -rf $(VENV) $(DEMO) outputs build
+
+# The GPU check (tools/gpu_check.sh), for a GPU machine that has no network. gpu-bundle: the wheels that
+# machine lacks (.gpu-bundle, ignored by git), checked to fit with the working tree in the 64 MiB that travel
+# to it. gpu-dry-run: every step of the check on this machine's CPU, installed from the bundle alone, and the
+# clear stop without a GPU. gpu-check: the check itself, on the GPU machine (results in $OUT).
+.PHONY: gpu-bundle gpu-dry-run gpu-check
+
+gpu-bundle: $(STAMP)
+	$(PY) tools/prepare_gpu_bundle.py
+
+gpu-dry-run: gpu-bundle
+	$(PY) tools/gpu_dry_run.py
+
+gpu-check:
+	bash tools/gpu_check.sh
