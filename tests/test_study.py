@@ -73,3 +73,44 @@ def test_blow_up_flags_runs_that_left_the_basin():
     spike = [{"forces_mae": 0.4}, {"forces_mae": 0.4 * BLOW_UP * 1.01}, {"forces_mae": 0.3}]
     flagged = _blow_up(spike)
     assert flagged["status"] == "unstable" and "rose from 400.0" in flagged["error"]
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, capsys):
+    """A run stopped after 2 of 4 epochs (its last.ckpt in the study folder, no row) continues from epoch 3
+    and ends where the same run without interruption ends, within run-to-run noise."""
+    from kan_mlip.training import learning_curve, run_nequip_train
+
+    write(tmp_path / "ag.extxyz", make_ag_data(n_frames=40, seed=0, equilibration_steps=50, progress=False), format="extxyz")
+    spec = {"name": "tiny", "data": "ag.extxyz", "validation_fraction": 0.2, "seeds": [1], "max_epochs": 4,
+            "configs": ["allegro_mlp"]}
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(spec))
+    whole = tmp_path / "whole"
+    assert main(["study", str(tmp_path / "study.yaml"), "-o", str(whole)]) == 0
+
+    # the interrupted run: the same command line as the study's, stopped after epoch 2
+    pieces = tmp_path / "pieces"
+    run = pieces / "runs" / "allegro_mlp_seed1"
+    from kan_mlip.study import load_study, split
+
+    pool, _, _ = split(load_study(tmp_path / "study.yaml"), pieces / "data")
+    run_nequip_train("allegro_mlp", run, [f"data_path={pool}", "max_epochs=2", "seed=1",
+                                          "trainer.enable_progress_bar=false"], quiet=True)
+    first = learning_curve(run)
+    assert len(first) == 2 and not (pieces / "study.json").exists()
+    capsys.readouterr()
+    assert main(["study", str(tmp_path / "study.yaml"), "-o", str(pieces)]) == 0
+    out = capsys.readouterr().out
+    assert "resuming after epoch 2" in out and "epoch 3/4 trained" in out and "epoch 1/4 trained" not in out
+
+    rows = {d.name: json.loads((d / "study.json").read_text())["runs"][0] for d in (whole, pieces)}
+    resumed, uninterrupted = rows["pieces"], rows["whole"]
+    assert resumed["epochs"] == uninterrupted["epochs"] == 4 and not resumed["stopped_early"]
+    # the first two epochs are the interrupted run's own, time included; the clock went on from there
+    assert [p["forces_mae"] for p in resumed["curve"][:2]] == [p["forces_mae"] for p in first]
+    elapsed = [p["elapsed_seconds"] for p in resumed["curve"]]
+    assert elapsed == sorted(elapsed) and elapsed[1] == first[1]["elapsed_seconds"]
+    # epochs 3-4 went on from the checkpoint: far below the untrained error, as the uninterrupted run
+    ratio = resumed["force_mae_meV_per_A"] / uninterrupted["force_mae_meV_per_A"]
+    assert 0.7 < ratio < 1.4, ratio
+    assert (pieces / "curves_allegro_mlp.png").stat().st_size > 5000

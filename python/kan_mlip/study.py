@@ -20,8 +20,11 @@ evaluating each saved model on that held-out set.
     pool_frames: 300               # optional: a documented subset for training (default: all the rest)
     train_eval_frames: 100         # training-set errors are measured on this many pool frames
 
-Runs already finished in the output folder (a best.ckpt and a row in study.json) are reused, so an
-interrupted study resumes where it stopped; the report is rewritten after every run. A run whose
+Runs already finished in the output folder (a best.ckpt and a row in study.json) are reused, and a run
+that was interrupted resumes from its last checkpoint (last.ckpt: model, optimizer, schedule and epoch),
+so a long study can be carried out in pieces; the report is rewritten after every run. Each run's
+learning curve (validation force and energy MAE against epoch and against training wall time) is kept
+in study.json and plotted per configuration (curves_<config>.png). A run whose
 metrics turn NaN is reported as diverged; one whose validation force MAE rises above 10x its
 untrained value is reported as unstable (listed with its numbers, not plotted).
 """
@@ -99,7 +102,7 @@ def run_study(spec: Dict[str, Any], outdir: Path, log=print, config_dir=None) ->
     """Config names are looked up in ``config_dir`` (default: the shipped configs)."""
     from .evaluation import errors, load_checkpoint_model, predict
     from .resources import find_config
-    from .training import read_val_metrics, run_nequip_train
+    from .training import learning_curve, read_val_metrics, run_nequip_train
 
     runs = [(_entry(c), s) for c in spec["configs"] for s in spec["seeds"]]
     found = {e["config"]: find_config(e["config"], config_dir) for e, _ in runs}  # every config exists, before any work
@@ -119,15 +122,23 @@ def run_study(spec: Dict[str, Any], outdir: Path, log=print, config_dir=None) ->
             rows.append(done[(name, seed)])
             log(f"[{k}/{len(runs)}] {name} seed {seed}: already done, reused ({done[(name, seed)]['status']})")
             continue
-        log(f"[{k}/{len(runs)}] {name} seed {seed}: training ({spec['max_epochs']} epochs) in {run_dir}")
+        resume = _resumable(run_dir, int(spec["max_epochs"]))
+        log(f"[{k}/{len(runs)}] {name} seed {seed}: " + (f"resuming after epoch {resume[1]}" if resume else "training")
+            + f" (up to {spec['max_epochs']} epochs) in {run_dir}")
         row: Dict[str, Any] = {"config": name, "seed": seed, "status": "ok"}
         t0 = time.time()
         try:
             run_nequip_train(cfg_name, run_dir, [f"data_path={pool}", f"max_epochs={spec['max_epochs']}", f"seed={seed}",
-                                                 "trainer.enable_progress_bar=false", *spec["overrides"], *entry["overrides"]],
-                             config_dir=cfg_dir, quiet=True,
+                                                 "trainer.enable_progress_bar=false", *spec["overrides"], *entry["overrides"],
+                                                 *([f"++ckpt_path={resume[0]}"] if resume else [])],
+                             config_dir=cfg_dir, quiet=True, resume=bool(resume),
                              on_epoch=lambda e, sec: log(f"    epoch {e}/{spec['max_epochs']} trained ({sec:.0f} s)"))
-            row["train_seconds"] = time.time() - t0
+            curve = learning_curve(run_dir)
+            # training wall time over all pieces of an interrupted run (the pauses between them not counted)
+            row["train_seconds"] = curve[-1]["elapsed_seconds"] if curve else time.time() - t0
+            row["epochs"] = len(curve)
+            row["stopped_early"] = len(curve) < int(spec["max_epochs"])
+            row["curve"] = curve
             metrics = read_val_metrics(run_dir)
             if any(not math.isfinite(v) for m in metrics[1:] for v in m.values()):
                 raise FloatingPointError("validation metrics became NaN/inf during training")
@@ -166,6 +177,21 @@ def _blow_up(metrics: List[Dict[str, float]]) -> Dict[str, Any]:
         return {"status": "unstable", "error": f"validation force MAE rose from {1e3 * start:.1f} to {1e3 * worst:.1f} meV/Å "
                                                f"during training (> {BLOW_UP:g}x)"}
     return {}
+
+
+def _resumable(run_dir: Path, max_epochs: int):
+    """(last.ckpt, epochs it holds) of an interrupted run, else None (none there, unreadable, or a run that
+    had finished its epochs: trained again)."""
+    last = run_dir / "last.ckpt"
+    if not last.is_file():
+        return None
+    try:
+        import torch
+
+        epochs = int(torch.load(str(last), map_location="cpu", weights_only=False)["epoch"]) + 1
+    except Exception:  # a checkpoint cut short by the interruption: start the run again
+        return None
+    return (last, epochs) if epochs < max_epochs else None
 
 
 def _finished_runs(outdir: Path) -> Dict[Any, Dict[str, Any]]:
@@ -243,6 +269,8 @@ def write_report(spec, rows, val, outdir: Path, plots: bool = True) -> None:
         lines += ["", "Runs not ok:", ""] + [f"- {r['config']} seed {r['seed']}: {r['status']}: {r.get('error', '')}" for r in notes]
     (outdir / "report.md").write_text("\n".join(lines) + "\n")
 
+    if plots:
+        plot_learning_curves(rows, outdir)
     ok = [t for t in table if t["ok"] and t["status"] == "ok"]
     if ok and plots:
         fig, axes = plt.subplots(1, 2, figsize=(max(6, 1.6 * len(ok) + 3), 4))
@@ -259,3 +287,43 @@ def write_report(spec, rows, val, outdir: Path, plots: bool = True) -> None:
         best = min((r for r in rows if r["status"] == "ok"), key=lambda r: r["force_mae_meV_per_A"])
         model = load_checkpoint_model(best["checkpoint"])
         parity_plot(val, predict(model, val), outdir / "parity_best.png", title=f"best: {best['config']} seed {best['seed']}")
+
+
+def plot_learning_curves(rows: List[Dict[str, Any]], outdir: Path) -> List[Path]:
+    """curves_<config>.png: validation force and energy MAE of every seed against epoch and against
+    training wall time (log scale); a run that stopped on its plateau before max_epochs is marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for name in dict.fromkeys(r["config"] for r in rows):
+        runs = [r for r in rows if r["config"] == name and r.get("curve")]
+        if not runs:
+            continue
+        fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), sharey="row")
+        for r in runs:
+            c = r["curve"]
+            epoch = [p["epoch"] for p in c]
+            hours = [p["elapsed_seconds"] / 3600 for p in c]
+            label = f"seed {r['seed']}" + (" (plateau stop)" if r.get("stopped_early") else "")
+            for row, key, scale in ((0, "forces_mae", 1e3), (1, "per_atom_energy_mae", 1e3)):
+                values = [scale * p.get(key, np.nan) for p in c]
+                axes[row, 0].plot(epoch, values, label=label)
+                axes[row, 1].plot(hours, values, label=label)
+        for ax in axes.flat:
+            ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+        axes[0, 0].set_ylabel("validation force MAE (meV/Å)")
+        axes[1, 0].set_ylabel("validation energy MAE (meV/atom)")
+        axes[1, 0].set_xlabel("epoch")
+        axes[1, 1].set_xlabel("training wall time (h)")
+        axes[0, 0].legend(fontsize=8)
+        fig.suptitle(f"{name}: learning curves (nequip-train's validation split)")
+        fig.tight_layout()
+        path = outdir / f"curves_{name}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -16,14 +17,16 @@ from .resources import find_config
 
 
 def run_nequip_train(config_name: str, run_dir: Path, overrides: Sequence[str] = (), config_dir: Optional[Path] = None,
-                     quiet: bool = False, on_epoch: Optional[Callable[[int, float], None]] = None) -> Path:
+                     quiet: bool = False, on_epoch: Optional[Callable[[int, float], None]] = None,
+                     resume: bool = False) -> Path:
     """``nequip-train -cp CONFIG_DIR -cn CONFIG_NAME hydra.run.dir=RUN_DIR OVERRIDES...``; returns RUN_DIR.
 
     ``config_name`` is a config in ``config_dir`` (default: the shipped configs) or a path to a .yaml
     config; a missing one raises FileNotFoundError naming the known configs, before nequip-train starts.
     ``on_epoch(epoch, seconds)`` is called as each training epoch ends (read from the EpochTimer
     callback's file, which the example configs enable). Raises RuntimeError with the log's tail if
-    training fails.
+    training fails. ``resume``: the overrides continue an interrupted run in RUN_DIR (``++ckpt_path=...``):
+    its log is appended to and only its new epochs are reported.
     """
     config_dir, config_name = find_config(config_name, config_dir)
     run_dir = Path(run_dir).resolve()
@@ -33,7 +36,12 @@ def run_nequip_train(config_name: str, run_dir: Path, overrides: Sequence[str] =
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / "nequip-train.out"
     reported = 0
-    with open(log, "w") as fh:
+    if resume:
+        try:
+            reported = len(read_epoch_times(run_dir))
+        except (OSError, ValueError, KeyError):
+            pass
+    with open(log, "a" if resume else "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh if quiet else None, stderr=subprocess.STDOUT if quiet else None, env=os.environ.copy())
         try:
             while on_epoch is not None and proc.poll() is None:
@@ -73,14 +81,37 @@ def read_val_metrics(run_dir: Path) -> List[Dict[str, float]]:
 
 
 class EpochTimer(lightning.Callback):
-    """Writes the wall time spent in training batches of each epoch (validation excluded) to ``path``."""
+    """Writes, per epoch, the wall time spent in training batches (validation excluded), the wall time
+    since training began at the epoch's end (validation included) and the epoch's validation metrics to
+    ``path``: the learning curve.
+
+    A run resumed from a checkpoint (``ckpt_path=last.ckpt``) keeps the epochs before it and counts on
+    from their elapsed time: the time between interruption and resumption is not counted."""
 
     def __init__(self, path: str):
         super().__init__()
         self.path = Path(path)
         self.times: List[float] = []
+        self.elapsed: List[float] = []
+        self.validation: List[Dict[str, float]] = []
         self._epoch = 0.0
         self._t0 = 0.0
+        self._start = 0.0
+        self._before = 0.0
+
+    def on_train_start(self, trainer, pl_module):
+        done = trainer.current_epoch  # > 0 when resumed from a checkpoint
+        self.times, self.elapsed, self.validation = [], [], []
+        if done and self.path.is_file():
+            saved = json.loads(self.path.read_text())
+            # an interruption between the checkpoint and this file's update leaves an epoch unrecorded
+            pad = lambda values, blank: (values[:done] + [blank] * done)[:done]
+            self.times = pad(saved["train_seconds_per_epoch"], math.nan)
+            self.elapsed = pad(saved.get("elapsed_seconds", []), math.nan)
+            self.validation = pad(saved.get("validation", []), {})
+        finite = [t for t in self.elapsed if math.isfinite(t)]
+        self._before = finite[-1] if finite else 0.0
+        self._start = time.perf_counter()
 
     def on_train_epoch_start(self, trainer, pl_module):
         self._epoch = 0.0
@@ -93,9 +124,22 @@ class EpochTimer(lightning.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module):
         self.times.append(self._epoch)
+        self.elapsed.append(self._before + time.perf_counter() - self._start)
+        # this epoch's validation has run (Lightning validates before the epoch's end hooks)
+        self.validation.append({key.split("/", 1)[1]: float(value) for key, value in trainer.callback_metrics.items()
+                                if key.startswith("val0_epoch/")})
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps({"train_seconds_per_epoch": self.times}))
+        self.path.write_text(json.dumps({"train_seconds_per_epoch": self.times, "elapsed_seconds": self.elapsed,
+                                         "validation": self.validation}))
 
 
 def read_epoch_times(run_dir: Path) -> List[float]:
     return json.loads((Path(run_dir) / "epoch_times.json").read_text())["train_seconds_per_epoch"]
+
+
+def learning_curve(run_dir: Path) -> List[Dict[str, float]]:
+    """Per finished epoch: {epoch, elapsed_seconds, forces_mae, per_atom_energy_mae, ...}, the validation
+    after it (EpochTimer's record, which a resumed run continues)."""
+    saved = json.loads((Path(run_dir) / "epoch_times.json").read_text())
+    return [dict(val, epoch=e + 1, elapsed_seconds=t)
+            for e, (t, val) in enumerate(zip(saved.get("elapsed_seconds", []), saved.get("validation", [])))]
