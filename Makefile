@@ -29,8 +29,9 @@ $(PLUGIN): $(STAMP) CMakeLists.txt $(wildcard pair_styles/*.cpp pair_styles/*.h 
 	PATH=$(abspath $(VENV))/bin:$$PATH cmake -S . -B build -G Ninja -DPython_EXECUTABLE=$(abspath $(PY))
 	PATH=$(abspath $(VENV))/bin:$$PATH cmake --build build
 
-test: setup
+test: setup mace-setup
 	$(PY) -m pytest -q
+	$(MAKE) test-mace
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
@@ -52,7 +53,7 @@ bench-ci: setup
 	    -o $(or $(TMPDIR),/tmp)/kan-bench-ci
 
 clean:
-	rm -rf $(VENV) $(DEMO) outputs build
+	rm -rf $(VENV) $(MACE_VENV) $(DEMO) outputs build
 
 # The GPU check (tools/gpu_check.sh), for a GPU machine that has no network. gpu-bundle: the wheels that
 # machine lacks (.gpu-bundle, ignored by git), checked to fit with the working tree in the 64 MiB that travel
@@ -68,3 +69,33 @@ gpu-dry-run: gpu-bundle
 
 gpu-check:
 	bash tools/gpu_check.sh
+
+# MACE-KAN (kan_mlip.mace) lives in an environment of its own: mace-torch 0.3.16 pins e3nn 0.4.4 and its
+# SWA training of equivariant models fails with the e3nn 0.6 that nequip needs. Same torch as .venv,
+# no nequip/allegro; kan_mlip is installed editable, so the fused ops built by `make setup` (same torch)
+# load here too, and the pure-PyTorch reference runs where they are not built. e3nn 0.4.4 reads its
+# constants with torch.load, which torch >= 2.6 refuses by default: TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1.
+MACE_VENV  ?= .venv-mace
+MACE_PY    := $(MACE_VENV)/bin/python
+MACE_STAMP := $(MACE_VENV)/.kan-mlip-mace-installed
+
+.PHONY: mace-setup test-mace clean-mace
+
+mace-setup: $(MACE_STAMP)
+
+$(MACE_STAMP): pyproject.toml constraints-mace.txt
+	test -x $(MACE_PY) || $(PYTHON) -m venv $(MACE_VENV)
+	$(MACE_PY) -m pip install -q --upgrade pip setuptools wheel
+	$(MACE_PY) -m pip install -q torch==2.13.0
+	$(MACE_PY) -m pip install -q -c constraints-mace.txt mace-torch pytest
+	KAN_MLIP_SKIP_CMAKE=1 $(MACE_PY) -m pip install -q --no-deps --no-build-isolation -e .
+	TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 $(MACE_PY) -c "import mace, e3nn, torch, kan_mlip.mace; \
+	    print('torch', torch.__version__, '| e3nn', e3nn.__version__, '| mace', mace.__version__)"
+	touch $@
+
+# tests/mace alone (tests/conftest.py is nequip's: --confcutdir keeps it out)
+test-mace: $(MACE_STAMP)
+	TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 $(MACE_PY) -m pytest -q --confcutdir=tests/mace tests/mace
+
+clean-mace:
+	rm -rf $(MACE_VENV)

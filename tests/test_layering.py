@@ -13,7 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"nn": ROOT / "python/kan_mlip/nn", "data": ROOT / "python/kan_mlip/data",
-           "models": ROOT / "python/kan_mlip/models", "compiler": ROOT / "compiler", "ase": ROOT / "python/kan_mlip/ase"}
+           "models": ROOT / "python/kan_mlip/models", "compiler": ROOT / "compiler", "ase": ROOT / "python/kan_mlip/ase",
+           "mace": ROOT / "python/kan_mlip/mace"}
 # the kan_mlip parts each may import besides itself; "kan_mlip" is the package root (__version__ only)
 ALLOWED = {
     "nn": set(),
@@ -21,6 +22,7 @@ ALLOWED = {
     "models": {"nn"},
     "compiler": {"kan_mlip", "nn", "data", "models"},
     "ase": {"kan_mlip", "nn", "data", "models", "compiler"},
+    "mace": {"nn"},  # MACE's own environment: no nequip, so nothing that imports it
 }
 # kan_mlip.nn is for environments without nequip (MACE, ETGNN): torch, numpy and the standard library only
 NN_THIRD_PARTY = {"torch", "numpy"}
