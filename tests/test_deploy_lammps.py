@@ -83,7 +83,8 @@ def structures():
 STRUCTURES = structures()
 
 
-def lammps_single_point(atoms, pair, elements, workdir, nprocs=1, tag="sp"):
+def lammps_single_point(atoms, pair, elements, workdir, nprocs=1, tag="sp", output=False):
+    """(energy, forces, per-atom energies, virial in LAMMPS order[, screen output]) of a `run 0`."""
     data = workdir / f"{tag}.data"
     write(data, atoms, format="lammps-data", specorder=list(elements), masses=True, atom_style="atomic")
     dump = workdir / f"{tag}.dump"
@@ -105,10 +106,10 @@ run 0
 """)
     out = run_lammps(inp, nprocs=nprocs, cwd=workdir)
     row = thermo_table(out)[-1]
-    d = np.loadtxt(dump, skiprows=9)
+    d = np.loadtxt(dump, skiprows=9, ndmin=2)
     # LAMMPS pressure tensor (bar) -> virial (eV): W = P V / nktv2p
     virial = np.array([row[f"c_vir[{k}]"] for k in range(1, 7)]) * row["v_vol"] / NKTV2P_METAL
-    return row["PotEng"], d[:, 1:4], d[:, 4], virial
+    return (row["PotEng"], d[:, 1:4], d[:, 4], virial) + ((out,) if output else ())
 
 
 def ase_reference(atoms, pair):

@@ -12,7 +12,6 @@ from ase.build import bulk
 from ase.geometry.cell import cellpar_to_cell
 
 from kan_mlip.ase import KANCalculator
-from kan_mlip.bench.lammps import run_lammps, thermo_table
 from kan_mlip.compiler import deploy, load_deployed
 from kan_mlip.compiler.deploy import message_passing_layers
 from kan_mlip.data import ag_vacancy_cell
@@ -20,7 +19,7 @@ from kan_mlip.evaluation import predict
 from kan_mlip.lmp_plugin import PLUGIN_DIR
 from kan_mlip.models.io import build_model, save_model
 
-from test_deploy_lammps import NKTV2P_METAL, STRUCTURES, ase_reference
+from test_deploy_lammps import STRUCTURES, ase_reference, lammps_single_point
 
 pytestmark = pytest.mark.skipif(not (PLUGIN_DIR / "allegro_kan_plugin.so").exists(),
                                 reason="pair_style plugin not built: run `make plugin`")
@@ -95,32 +94,7 @@ CASES = _structures()
 
 def lammps_point(atoms, pair, elements, workdir, nprocs, tag):
     """(energy, forces, per-atom energies, virial in LAMMPS order, screen output) of a LAMMPS single point."""
-    from ase.io import write
-
-    data = workdir / f"{tag}.data"
-    write(data, atoms, format="lammps-data", specorder=list(elements), masses=True, atom_style="atomic")
-    dump = workdir / f"{tag}.dump"
-    inp = workdir / f"in.{tag}"
-    inp.write_text(f"""units metal
-atom_style atomic
-boundary p p p
-read_data {data}
-pair_style allegro-kan
-pair_coeff * * {pair} {' '.join(elements)}
-compute pe all pe/atom
-compute vir all pressure NULL virial
-variable vol equal vol
-thermo_style custom step pe c_vir[1] c_vir[2] c_vir[3] c_vir[4] c_vir[5] c_vir[6] v_vol
-thermo_modify format float %.17g
-dump d all custom 1 {dump} id fx fy fz c_pe
-dump_modify d format float %.17g sort id
-run 0
-""")
-    out = run_lammps(inp, nprocs=nprocs, cwd=workdir)
-    row = thermo_table(out)[-1]
-    d = np.loadtxt(dump, skiprows=9, ndmin=2)
-    virial = np.array([row[f"c_vir[{k}]"] for k in range(1, 7)]) * row["v_vol"] / NKTV2P_METAL
-    return row["PotEng"], d[:, 1:4], d[:, 4], virial, out
+    return lammps_single_point(atoms, pair, elements, workdir, nprocs=nprocs, tag=tag, output=True)
 
 
 def _assert_close(got, ref, tol, n):

@@ -37,20 +37,14 @@ import torch
 from kan_mlip.nn import KANLinear, KANMLP
 from kan_mlip.nn.ops import fused_ops_available, fused_ops_have_cuda
 
+# the op benchmark's layers, workloads and reference memory model are benchmarks/kan_ops.py's
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "benchmarks"))
+from kan_ops import built_in, reference_bytes, workload  # noqa: E402
+
 BASES = [("bspline", {}), ("bspline", {"spline_order": 1}), ("bspline", {"spline_order": 4, "grid_size": 3}),
          ("gaussian", {}), ("fourier", {})]
 TOL = {torch.float64: 1e-10, torch.float32: 1e-4}
 EDGES_PER_ATOM = 17.75  # the 71-atom Ag vacancy cell at r_max 4.5: 1260 edges
-
-
-def built_in(dtype, make):
-    """A layer as a model of that dtype builds it (grids computed in dtype)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        return make()
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def derivatives(layer, x):
@@ -180,34 +174,12 @@ def timer(device: str, min_time: float) -> Callable[[Callable[[], None]], float]
     return cuda_time if device == "cuda" else cpu_time
 
 
-def workload(layer, x, mode):
-    params = list(layer.parameters())
-
-    def forward():
-        with torch.no_grad():
-            layer(x)
-
-    def force():
-        torch.autograd.grad(layer(x).sum(), x)
-
-    def train():
-        (dx,) = torch.autograd.grad(layer(x).sum(), x, create_graph=True)
-        torch.autograd.grad(dx.square().sum(), params, allow_unused=True)
-
-    return {"forward": forward, "force": force, "train": train}[mode]
-
-
 def copy_bandwidth_gbs(device: str, measure) -> float:
     n = (2**30 if device == "cuda" else 64 * 2**20) // 4
     src = torch.empty(n, dtype=torch.float32, device=device).uniform_()
     dst = torch.empty_like(src)
     ms = measure(lambda: dst.copy_(src))
     return 2 * n * 4 / (ms * 1e-3) / 1e9  # read + write
-
-
-def reference_bytes(n, in_f, k, dtype, mode):
-    # basis tensor and autograd intermediates: ~ (order + 4) copies, x3 for double backward
-    return n * in_f * k * torch.finfo(dtype).bits // 8 * 8 * (3 if mode == "train" else 1)
 
 
 def bench(args) -> dict:
