@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"nn": ROOT / "python/kan_mlip/nn", "data": ROOT / "python/kan_mlip/data",
            "models": ROOT / "python/kan_mlip/models", "compiler": ROOT / "compiler", "ase": ROOT / "python/kan_mlip/ase",
-           "mace": ROOT / "python/kan_mlip/mace"}
+           "mace": ROOT / "python/kan_mlip/mace", "etgnn": ROOT / "python/kan_mlip/etgnn"}
 # the kan_mlip parts each may import besides itself; "kan_mlip" is the package root (__version__ only)
 ALLOWED = {
     "nn": set(),
@@ -23,6 +23,7 @@ ALLOWED = {
     "compiler": {"kan_mlip", "nn", "data", "models"},
     "ase": {"kan_mlip", "nn", "data", "models", "compiler"},
     "mace": {"nn"},  # MACE's own environment: no nequip, so nothing that imports it
+    "etgnn": {"kan_mlip", "nn"},  # a torch model of its own: Born charges, no nequip
 }
 # kan_mlip.nn is for environments without nequip (MACE, ETGNN): torch, numpy and the standard library only
 NN_THIRD_PARTY = {"torch", "numpy"}
