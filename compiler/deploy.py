@@ -254,7 +254,7 @@ def _check(model, compiled, type_names, cutoffs, dtype, device) -> Dict[str, Any
     e_ref = ref[AtomicDataDict.TOTAL_ENERGY_KEY].detach().double().sum().item()
     f_ref = ref[AtomicDataDict.FORCE_KEY].detach().double().numpy()
     types = np.array([type_names.index(s) for s in atoms.get_chemical_symbols()])
-    energies, forces, _ = compiled(*model_inputs(atoms, cutoffs, types, torch.float64, device))
+    energies, forces, _ = compiled(*model_inputs(atoms, cutoffs, types, device))
     forces = forces.double().cpu().numpy()
     e_err = abs(energies.double().sum().item() - e_ref) / len(atoms)
     f_err = float(np.abs(forces - f_ref).max())

@@ -17,9 +17,10 @@ def periodic_graph(atoms: Atoms, cutoff_matrix: np.ndarray, type_of_atom: np.nda
     return np.stack([i[keep], j[keep]]).astype(np.int64), d[keep]
 
 
-def model_inputs(atoms: Atoms, cutoff_matrix: np.ndarray, type_of_atom: np.ndarray, dtype: torch.dtype,
+def model_inputs(atoms: Atoms, cutoff_matrix: np.ndarray, type_of_atom: np.ndarray,
                  device="cpu") -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """The contract's (edge_vectors, edge_index, atom_types, num_local) for ``atoms``."""
+    """The contract's (edge_vectors, edge_index, atom_types, num_local) for ``atoms``; edge vectors in float64,
+    as LAMMPS gives them (the model casts to its dtype)."""
     edge_index, edge_vectors = periodic_graph(atoms, cutoff_matrix, type_of_atom)
-    return (torch.tensor(edge_vectors, dtype=dtype, device=device), torch.tensor(edge_index, device=device),
+    return (torch.tensor(edge_vectors, dtype=torch.float64, device=device), torch.tensor(edge_index, device=device),
             torch.tensor(np.asarray(type_of_atom), dtype=torch.long, device=device), len(atoms))

@@ -1,10 +1,9 @@
 """ASE calculator for files written by kan-deploy."""
 
 import numpy as np
-import torch
 from ase.calculators.calculator import Calculator, all_changes
 
-from kan_mlip.compiler.deploy import DTYPES, load_deployed
+from kan_mlip.compiler.deploy import load_deployed
 from kan_mlip.compiler.graph import model_inputs
 
 
@@ -26,7 +25,6 @@ class KANCalculator(Calculator):
         self.device = device
         self.type_names = self.metadata["type_names"]
         self.cutoff_matrix = np.array(self.metadata["cutoff_matrix"])
-        self.dtype = DTYPES[self.metadata["model_dtype"]]
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -36,7 +34,7 @@ class KANCalculator(Calculator):
         if unknown:
             raise ValueError(f"Elements {unknown} are not in the model (type_names {self.type_names})")
         types = np.array([self.type_names.index(s) for s in symbols])
-        inputs = model_inputs(self.atoms, self.cutoff_matrix, types, torch.float64, self.device)
+        inputs = model_inputs(self.atoms, self.cutoff_matrix, types, self.device)
         outputs = self.model(*inputs)
         energies, forces, virial = (t.detach().double().cpu().numpy() for t in outputs)
         if not (np.isfinite(energies).all() and np.isfinite(forces).all() and np.isfinite(virial).all()):

@@ -23,7 +23,7 @@ def bare_model_call(pair: Path, rep: int, reps: int = 10) -> Tuple[float, float]
     atoms = ag_vacancy_cell().repeat((rep, rep, rep))
     atoms.rattle(0.02, seed=1)
     types = np.zeros(len(atoms), dtype=int)
-    args = model_inputs(atoms, np.array(meta["cutoff_matrix"]), types, torch.float64)
+    args = model_inputs(atoms, np.array(meta["cutoff_matrix"]), types)
     for _ in range(3):
         model(*args)
     t0 = time.perf_counter()
