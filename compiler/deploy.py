@@ -1,22 +1,21 @@
 """Build, check and write a deployed model (TorchScript, scripted + frozen, metadata as extra files)."""
 
 import copy
-import json
-import os
-import secrets
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
 
 from kan_mlip import __version__
 
-from .contract import CONTRACT_VERSION, METADATA_KEYS, OPS_LIBRARY, PairPotential
-from .graph import model_inputs
+from .contract import CONTRACT_VERSION, METADATA_KEYS, OPS_LIBRARY
+from .exchange import enable_ghost_exchange, exchange_width
+from .files import DTYPES, load_deployed, write_deployed
+from .graph import model_inputs, sample_structure
+from .nequip_potential import PairPotential
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+__all__ = ["DTYPES", "METADATA_KEYS", "deploy", "load_deployed", "load_trained_model", "sample_structure"]
 # eager vs compiled must agree to this (energy per atom in eV, forces in eV/Å)
 TOLERANCE = {"float64": 1e-9, "float32": 1e-4}
 
@@ -125,75 +124,40 @@ def _cutoff_matrix(model) -> np.ndarray:
     return mat
 
 
-def sample_structure(type_names, r_max: float, seed: int = 0):
-    """A rattled periodic fcc cell holding every type, dense enough that every atom has neighbours."""
-    from ase.build import bulk
-
-    a = max(1.2 * r_max / np.sqrt(2) * 1.0, 2.0)
-    atoms = bulk("Cu", "fcc", a=a, cubic=True).repeat((2, 2, 2))
-    atoms.set_chemical_symbols([type_names[i % len(type_names)] for i in range(len(atoms))])
-    atoms.rattle(0.05 * a, seed=seed)
-    return atoms
-
-
-def deploy(source, output, dtype: Optional[str] = None, device: str = "cpu", log=print) -> Dict[str, Any]:
+def deploy(source, output, dtype: Optional[str] = None, device: str = "cpu", ghost_exchange: bool = True,
+           log=print) -> Dict[str, Any]:
     """Compile ``source`` into ``output``; returns the metadata. Writes nothing unless the check passes.
 
-    An output that cannot be written (a directory, a folder without write access, the source itself) is
-    refused before the compile."""
-    with _output_file(source, output) as tmp:
-        compiled, metadata, nparams = _compile(source, dtype, device, log)
-        extra = {key: (json.dumps(value) if not isinstance(value, str) else value) for key, value in metadata.items()}
-        torch.jit.save(compiled, str(tmp), _extra_files=extra)
+    ``ghost_exchange``: a message-passing model exchanges node features between its layers when LAMMPS
+    runs on several ranks (exchange.py), where it can; False keeps a ghost shell as deep as its
+    receptive field instead (contract.py). An output that cannot be written (a directory, a folder
+    without write access, the source itself) is refused before the compile."""
+    nparams = []
+
+    def build():
+        compiled, metadata, n = _compile(source, dtype, device, ghost_exchange, log)
+        nparams.append(n)
+        return compiled, metadata
+
+    metadata = write_deployed(build, source, output)
     layers = metadata["message_passing_layers"]
-    reach = f", {layers} message-passing layers: receptive field {metadata['receptive_field']:g} Å" if layers > 1 else ""
-    log(f"wrote {output}: {nparams} parameters, types {metadata['type_names']}, r_max {metadata['r_max']:g} Å{reach}, "
+    reach = ""
+    if layers > 1:
+        reach = (f", {layers} message-passing layers: receptive field {metadata['receptive_field']:g} Å, on several "
+                 + ("ranks node features exchanged between layers" if metadata["exchange_width"] else
+                    "ranks a ghost shell that deep"))
+    log(f"wrote {output}: {nparams[0]} parameters, types {metadata['type_names']}, r_max {metadata['r_max']:g} Å{reach}, "
         f"{metadata['model_dtype']} on {metadata['device']}, KAN blocks: {metadata['kan_blocks'] or 'none (MLP model)'}")
     return metadata
 
 
-@contextmanager
-def _output_file(source, output) -> Iterator[Path]:
-    """A new file beside ``output``, created before any work so that an output which cannot be written fails
-    first; renamed onto ``output`` when the block succeeds (never a half-written file), removed when it fails.
-    Its mode is 0666 less the umask, as for any new file."""
-    if str(output).endswith(os.sep) or os.path.isdir(output):
-        raise ValueError(f"output {output} is a directory; give the file to write, e.g. {Path(output) / 'pair.pt'}")
-    output = Path(output)
-    if output.exists() and Path(source).exists() and os.path.samefile(source, output):
-        raise ValueError(f"output {output} is the model being deployed ({source}) and would be overwritten; "
-                         "write to another file, e.g. pair.pt")
-    created = [p for p in (output.parent, *output.parent.parents) if not p.exists()]  # deepest first
-    tmp = output.parent / f".{output.name}.{secrets.token_hex(4)}.tmp"
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    except OSError as exc:
-        _remove(None, created)
-        raise OSError(f"cannot write {output}: {exc.strerror or exc}") from exc
-    try:
-        yield tmp
-        os.replace(tmp, output)
-    except BaseException:
-        _remove(tmp, created)
-        raise
-
-
-def _remove(tmp: Optional[Path], created) -> None:
-    """Remove a failed output's temporary file and the folders made for it."""
-    if tmp is not None and tmp.exists():
-        tmp.unlink()
-    for folder in created:
-        try:
-            folder.rmdir()
-        except OSError:
-            break
-
-
-def _compile(source, dtype: Optional[str], device: str, log) -> Tuple[torch.jit.ScriptModule, Dict[str, Any], int]:
+def _compile(source, dtype: Optional[str], device: str, ghost_exchange: bool,
+             log) -> Tuple[torch.jit.ScriptModule, Dict[str, Any], int]:
     """(compiled model, metadata, parameter count), checked against the eager model."""
     from e3nn.util.jit import script
     from nequip.utils.compile import prepare_model_for_compile
+
+    from kan_mlip.nn.ops import fused_ops_available
 
     model, kind, config = load_trained_model(source)
     model_dtype = model.metadata["model_dtype"]
@@ -208,15 +172,20 @@ def _compile(source, dtype: Optional[str], device: str, log) -> Tuple[torch.jit.
     cutoffs = _cutoff_matrix(model)
     blocks = kan_blocks(model)
     layers = message_passing_layers(model)
+    exchanges = ghost_exchange and exchange_width(model) is not None
+    if exchanges and not (fused_ops_available() and hasattr(torch.ops.kan_mlip, "ghost_exchange")):
+        raise ValueError("exchanging node features needs the kan_mlip ops library (make plugin); "
+                         "or deploy with --no-ghost-exchange")
     # the pair style links this library; recorded so a loader knows the model calls kan_mlip::* ops
-    ops_library = OPS_LIBRARY if any(getattr(m, "fused", False) for m in model.modules()) else ""
+    ops_library = OPS_LIBRARY if exchanges or any(getattr(m, "fused", False) for m in model.modules()) else ""
 
     # reference: nequip's own GraphModel (cell + shifts, autograd forces) in the model's own dtype
     reference = copy.deepcopy(model).eval()
     target = prepare_model_for_compile(_in_dtype(model, config, dtype), device)
     energy_model = target.model.func  # GraphModel -> ForceStressOutput -> energy network
+    width = enable_ghost_exchange(energy_model) if exchanges else 0
     # script a copy: e3nn's script converts submodules in place
-    compiled = torch.jit.freeze(script(PairPotential(energy_model, DTYPES[dtype]).eval(), in_place=False))
+    compiled = torch.jit.freeze(script(PairPotential(energy_model, DTYPES[dtype], exchanges).eval(), in_place=False))
     check = _check(reference, compiled, type_names, cutoffs, dtype, device)
     log(f"check: eager nequip model ({model_dtype}) vs compiled ({dtype}) on a {check['natoms']}-atom periodic cell: "
         f"|dE|/atom = {check['energy_err']:.2e} eV, max |dF| = {check['force_err']:.2e} eV/Å "
@@ -234,13 +203,13 @@ def _compile(source, dtype: Optional[str], device: str, log) -> Tuple[torch.jit.
         "device": device,
         "message_passing_layers": layers,
         "receptive_field": layers * float(cutoffs.max()),
+        "exchange_width": width,
         "kan_blocks": blocks,
         "kan_mlip_version": __version__,
         "torch_version": torch.__version__.split("+")[0],
         "custom_op_library": ops_library,
         "source": f"{kind}: {Path(source).name}",
     }
-    assert tuple(metadata) == METADATA_KEYS
     return compiled, metadata, sum(p.numel() for p in energy_model.parameters())
 
 
@@ -261,29 +230,3 @@ def _check(model, compiled, type_names, cutoffs, dtype, device) -> Dict[str, Any
     tol = max(TOLERANCE[dtype], TOLERANCE[model.metadata["model_dtype"]])    # a float32 side limits the agreement
     return {"natoms": len(atoms), "energy_err": e_err, "force_err": f_err, "tolerance": tol,
             "ok": bool(e_err <= tol and f_err <= tol * max(1.0, np.abs(f_ref).max()) and np.isfinite(forces).all())}
-
-
-def load_deployed(path, device: str = "cpu") -> Tuple[torch.jit.ScriptModule, Dict[str, Any]]:
-    """Load a kan-deploy file and its metadata (json-decoded)."""
-    from kan_mlip.nn.ops import fused_ops_available
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such deployed model: {path}")
-    fused_ops_available()  # register kan_mlip::* ops before loading a model that calls them
-    extra = {key: "" for key in METADATA_KEYS}
-    try:
-        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
-    except Exception as exc:
-        raise ValueError(f"{path} is not a kan-deploy model file: {exc}") from exc
-    meta: Dict[str, Any] = {}
-    for key, raw in extra.items():
-        raw = raw.decode() if isinstance(raw, bytes) else raw
-        try:
-            meta[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            meta[key] = raw
-    if meta["contract"] != CONTRACT_VERSION:
-        raise ValueError(f"{path}: model contract {meta['contract']!r}, this kan_mlip needs {CONTRACT_VERSION!r}; "
-                         "re-deploy it with this kan_mlip's kan-deploy")
-    return module, meta

@@ -24,3 +24,15 @@ def model_inputs(atoms: Atoms, cutoff_matrix: np.ndarray, type_of_atom: np.ndarr
     edge_index, edge_vectors = periodic_graph(atoms, cutoff_matrix, type_of_atom)
     return (torch.tensor(edge_vectors, dtype=torch.float64, device=device), torch.tensor(edge_index, device=device),
             torch.tensor(np.asarray(type_of_atom), dtype=torch.long, device=device), len(atoms))
+
+
+def sample_structure(type_names, r_max: float, seed: int = 0) -> Atoms:
+    """A rattled periodic fcc cell holding every type, dense enough that every atom has neighbours (kan-deploy's
+    check of the compiled model against the eager one)."""
+    from ase.build import bulk
+
+    a = max(1.2 * r_max / np.sqrt(2), 2.0)
+    atoms = bulk("Cu", "fcc", a=a, cubic=True).repeat((2, 2, 2))
+    atoms.set_chemical_symbols([type_names[i % len(type_names)] for i in range(len(atoms))])
+    atoms.rattle(0.05 * a, seed=seed)
+    return atoms

@@ -123,7 +123,7 @@ void PairAllegroKAN::load_model(const std::string &path)
   std::unordered_map<std::string, std::string> extra = {
       {"contract", ""}, {"kan_mlip_version", ""}, {"torch_version", ""}, {"type_names", ""},
       {"cutoff_matrix", ""}, {"model_dtype", ""}, {"device", ""}, {"custom_op_library", ""},
-      {"message_passing_layers", ""}, {"receptive_field", ""}};
+      {"message_passing_layers", ""}, {"receptive_field", ""}, {"exchange_width", ""}};
   torch::jit::ExtraFilesMap files(extra.begin(), extra.end());
   try {
     model = torch::jit::load(path, torch::kCPU, files);
@@ -163,6 +163,9 @@ void PairAllegroKAN::load_model(const std::string &path)
     if (message_passing_layers < 1 || !(receptive_field > 0.0))
       throw std::runtime_error(fmt::format("message_passing_layers {} and receptive_field {} must be positive",
                                            message_passing_layers, receptive_field));
+    // absent from files deployed before the exchange existed: a ghost shell
+    exchange_width = files["exchange_width"].empty() ? 0 : json::parse(files["exchange_width"]).get<int>();
+    if (exchange_width < 0) throw std::runtime_error(fmt::format("exchange_width {} is negative", exchange_width));
   } catch (const std::exception &e) {
     error->all(FLERR, "pair_style allegro-kan: '{}' has corrupt metadata: {}", path, e.what());
   }
@@ -204,8 +207,10 @@ void PairAllegroKAN::load_model(const std::string &path)
     utils::logmesg(lmp, "pair_style allegro-kan: loaded '{}' ({} {} on {}, types:{})\n", path, dtype,
                    files["kan_mlip_version"], files["device"], joined(type_names));
     if (message_passing_layers > 1)
-      utils::logmesg(lmp, "pair_style allegro-kan: {} message-passing layers, receptive field {:g} Å\n",
-                     message_passing_layers, receptive_field);
+      utils::logmesg(lmp, "pair_style allegro-kan: {} message-passing layers, receptive field {:g} Å; on several "
+                          "ranks {}\n", message_passing_layers, receptive_field,
+                     exchange_width > 0 ? fmt::format("{} floats per ghost atom exchanged between layers", exchange_width)
+                                        : std::string("a ghost shell as deep as the receptive field"));
     if (kept)
       utils::logmesg(lmp, "pair_style allegro-kan: malloc keeps freed blocks up to 32 MB in the heap "
                           "(KAN_MLIP_MALLOC_TUNING=0: glibc's defaults)\n");
@@ -273,11 +278,21 @@ void PairAllegroKAN::init_style()
 
   // One rank: every ghost atom is a periodic image of a local atom, and the model sees the periodic
   // graph (neighbours mapped to their owners), whatever its receptive field. Several ranks: local and
-  // ghost atoms are the graph; a message-passing model needs ghosts within its receptive field and
-  // the neighbours of ghost atoms too (their features feed the local atoms' energies).
+  // ghost atoms are the graph. A message-passing model either has its ghost nodes' features sent
+  // between layers (comm buffers sized for them here, before LAMMPS sizes its buffers), or needs ghosts
+  // within its receptive field and the neighbours of ghost atoms too.
   periodic_graph = comm->nprocs == 1;
+  exchanging = !periodic_graph && message_passing_layers > 1 && exchange_width > 0;
+  comm_forward = comm_reverse = exchanging ? exchange_width : 0;
+  // LAMMPS sizes its buffers from the top-level pair style after this (Comm::init). Under pair_style
+  // hybrid that is the hybrid style, which took its sub-styles' sizes when it was created, before
+  // pair_coeff loaded the model: raise it as its own flags() would
+  if (exchanging && force->pair != this) {
+    force->pair->comm_forward = std::max(force->pair->comm_forward, exchange_width);
+    force->pair->comm_reverse = std::max(force->pair->comm_reverse, exchange_width);
+  }
   log_graph = true;
-  if (!periodic_graph && message_passing_layers > 1) {
+  if (!periodic_graph && message_passing_layers > 1 && !exchanging) {
     const double needed = receptive_field + neighbor->skin;
     if (raised_cutghost < 0.0 || comm->cutghostuser != raised_cutghost) user_cutghost = comm->cutghostuser;
     if (user_cutghost < needed) {
@@ -335,19 +350,22 @@ void PairAllegroKAN::compute(int eflag, int vflag)
   // The graph, breadth first from the local atoms (of the model's types: NULL types are left out).
   // Edges join atoms within the per-type-pair cutoff, r_ij = x_j - x_i from LAMMPS' own coordinates.
   // One rank: a neighbour is its owner's node (ghosts are periodic images), so the local atoms are
-  // all the nodes. Several ranks: a ghost atom reached at hop h becomes a node; the edges of atoms at
-  // hops 0 .. L-1 are listed, and atoms at hop L are nodes without edges: exactly what the local
-  // energies of an L-layer model depend on, and no more of the ghost shell. Special bits of bonded
-  // pairs are masked off: the model sees every pair in full (see init_style).
-  std::vector<int> row_of(ntotal, -1), atom_of, frontier, next;    // LAMMPS index <-> node
+  // all the nodes. Several ranks: a ghost atom reached at hop h becomes a node. A strictly local or
+  // exchanging model takes one hop: the edges of local atoms. A ghost shell takes L: the edges of
+  // atoms at hops 0 .. L-1, atoms at hop L as nodes without edges, exactly what the local energies of
+  // an L-layer model depend on. Special bits of bonded pairs are masked off: the model sees every
+  // pair in full (see init_style).
+  std::vector<int> row_of(ntotal, -1), frontier, next;    // LAMMPS index <-> node (atom_of)
+  atom_of.clear();
   for (int i = 0; i < nlocal; i++)
     if (type_map[type[i]] >= 0) {
       row_of[i] = int(atom_of.size());
       atom_of.push_back(i);
     }
   const int model_nlocal = int(atom_of.size());
-  // no local atoms of the model's types: no energy, no forces (an empty subdomain)
-  if (model_nlocal == 0) return;
+  // no local atoms of the model's types: no energy, no forces (an empty subdomain). With the exchange
+  // the model is called all the same: its exchanges are collective
+  if (model_nlocal == 0 && !exchanging) return;
 
   std::vector<int64_t> centres, neighbours;
   std::vector<double> vectors;
@@ -355,7 +373,7 @@ void PairAllegroKAN::compute(int eflag, int vflag)
   neighbours.reserve(size_t(model_nlocal) * 64);
   vectors.reserve(size_t(model_nlocal) * 192);
   frontier = atom_of;
-  const int hops = periodic_graph ? 1 : message_passing_layers;
+  const int hops = (periodic_graph || exchanging) ? 1 : message_passing_layers;
   for (int hop = 0; hop < hops && !frontier.empty(); hop++) {
     next.clear();
     for (const int i : frontier) {
@@ -391,13 +409,16 @@ void PairAllegroKAN::compute(int eflag, int vflag)
 
   if (log_graph && comm->me == 0)
     utils::logmesg(lmp, "pair_style allegro-kan: {} graph on rank 0: {} nodes ({} local atoms), {} edges\n",
-                   periodic_graph ? "periodic" : "domain", nrows, model_nlocal, nedges);
+                   periodic_graph ? "periodic" : (exchanging ? "domain (exchanging)" : "domain"), nrows, model_nlocal,
+                   nedges);
   log_graph = false;
 
   std::vector<torch::jit::IValue> inputs = {edge_vectors.to(device), edge_index.to(device), types.to(device),
                                             int64_t(model_nlocal)};
   torch::Tensor atomic_energy, forces, virial;
+  exchanges_forward = exchanges_reverse = 0;
   try {
+    kan_mlip::ScopedGhostExchanger lend(exchanging ? this : nullptr);
     auto out = model.forward(inputs).toTuple();
     atomic_energy = out->elements()[0].toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
     forces = out->elements()[1].toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
@@ -406,6 +427,12 @@ void PairAllegroKAN::compute(int eflag, int vflag)
     std::string msg = e.what();
     error->one(FLERR, "pair_style allegro-kan: model evaluation failed: {}", msg.substr(0, msg.find('\n')));
   }
+  // each exchange is collective: a rank that made fewer than its neighbours would leave them waiting
+  if (exchanging && (exchanges_forward != message_passing_layers - 1 || exchanges_reverse != message_passing_layers - 1))
+    error->one(FLERR,
+               "pair_style allegro-kan: the model made {} forward and {} reverse ghost exchanges, {} of each expected "
+               "({} message-passing layers)",
+               exchanges_forward, exchanges_reverse, message_passing_layers - 1, message_passing_layers);
   // never hand NaN or inf to the integrator
   if (!all_finite(forces) || !all_finite(atomic_energy) || !all_finite(virial))
     error_non_finite(atomic_energy, forces, atom_of, centres, neighbours, vectors);
@@ -426,6 +453,74 @@ void PairAllegroKAN::compute(int eflag, int vflag)
   if (vflag_global) {
     auto w = virial.accessor<double, 1>();
     for (int k = 0; k < 6; k++) this->virial[k] += w[k];
+  }
+}
+
+// ---- ghost exchange: rows of nodes <-> rows of LAMMPS atoms, which forward / reverse comm fill ----
+// The comm buffer spans every local and ghost atom, nodes or not: a ghost that is no node here can
+// still be what LAMMPS forwards to another rank (multi-hop swaps) or accumulates on the way back.
+
+// a zeroed buffer of width floats per local and ghost atom
+void PairAllegroKAN::start_exchange(int64_t num_nodes, int64_t width)
+{
+  if (num_nodes != int64_t(atom_of.size()) || width > exchange_width)
+    error->one(FLERR, "pair_style allegro-kan: ghost exchange of {} nodes x {} floats, but the graph has {} nodes and "
+               "the file declares {} floats (exchange_width)", num_nodes, width, atom_of.size(), exchange_width);
+  exchanged.assign(size_t(atom->nlocal + atom->nghost) * width, 0.0);
+  exchanged_width = int(width);
+}
+
+void PairAllegroKAN::forward(double *rows, int64_t num_local, int64_t num_nodes, int64_t width)
+{
+  start_exchange(num_nodes, width);
+  for (int64_t r = 0; r < num_local; r++)
+    std::memcpy(&exchanged[size_t(atom_of[r]) * width], rows + r * width, width * sizeof(double));
+  comm->forward_comm(this, int(width));
+  for (int64_t r = num_local; r < num_nodes; r++)
+    std::memcpy(rows + r * width, &exchanged[size_t(atom_of[r]) * width], width * sizeof(double));
+  exchanges_forward++;
+}
+
+void PairAllegroKAN::reverse(double *rows, int64_t num_local, int64_t num_nodes, int64_t width)
+{
+  start_exchange(num_nodes, width);
+  for (int64_t r = num_local; r < num_nodes; r++)
+    std::memcpy(&exchanged[size_t(atom_of[r]) * width], rows + r * width, width * sizeof(double));
+  comm->reverse_comm(this, int(width));
+  for (int64_t r = 0; r < num_local; r++) {
+    const double *sum = &exchanged[size_t(atom_of[r]) * width];
+    for (int64_t k = 0; k < width; k++) rows[r * width + k] += sum[k];
+  }
+  exchanges_reverse++;
+}
+
+int PairAllegroKAN::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/, int * /*pbc*/)
+{
+  // features are invariant: periodic images carry them unchanged
+  const size_t w = exchanged_width;
+  for (int i = 0; i < n; i++) std::memcpy(buf + i * w, &exchanged[size_t(list[i]) * w], w * sizeof(double));
+  return int(n * w);
+}
+
+void PairAllegroKAN::unpack_forward_comm(int n, int first, double *buf)
+{
+  const size_t w = exchanged_width;
+  std::memcpy(&exchanged[size_t(first) * w], buf, size_t(n) * w * sizeof(double));
+}
+
+int PairAllegroKAN::pack_reverse_comm(int n, int first, double *buf)
+{
+  const size_t w = exchanged_width;
+  std::memcpy(buf, &exchanged[size_t(first) * w], size_t(n) * w * sizeof(double));
+  return int(n * w);
+}
+
+void PairAllegroKAN::unpack_reverse_comm(int n, int *list, double *buf)
+{
+  const size_t w = exchanged_width;
+  for (int i = 0; i < n; i++) {
+    double *row = &exchanged[size_t(list[i]) * w];
+    for (size_t k = 0; k < w; k++) row[k] += buf[i * w + k];
   }
 }
 

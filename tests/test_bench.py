@@ -144,7 +144,7 @@ def test_nequip_rows_run_on_one_and_two_ranks(tmp_path, monkeypatch):
             assert abs(timing["ms_per_step"] - rec["ms_per_step"]) < 1e-9
             assert rec["atom_steps_per_s"] == pytest.approx(71e3 / rec["ms_per_step"])
             assert rec["lammps_over_model"] == pytest.approx(rec["ms_per_step"] / rec["model_ms_per_call"])
-        assert "message-passing model on" in (tmp_path / f"nequip_{name}_71_2ranks.log").read_text()
+        assert "domain (exchanging) graph" in (tmp_path / f"nequip_{name}_71_2ranks.log").read_text()
         # one rank: memory measured; several: ms/step only, and its cost per atom-step against one rank
         assert one["peak_rss_mb"] > 50 and np.isnan(one["cost_vs_one_rank"])
         assert np.isnan(two["peak_rss_mb"]) and two["peak_rss_mb_runs"] == []

@@ -16,7 +16,7 @@ from ase.geometry.cell import cellpar_to_cell
 from ase.io import read, write
 
 from kan_mlip.ase import KANCalculator
-from kan_mlip.bench.lammps import LammpsError, loop_time, run_lammps, thermo_table
+from kan_mlip.bench.lammps import LammpsError, loop_time, run_lammps, single_point, thermo_table
 from kan_mlip.compiler import deploy, load_deployed
 from kan_mlip.data import ag_vacancy_cell
 from kan_mlip.evaluation import predict
@@ -24,7 +24,6 @@ from kan_mlip.lmp_plugin import PLUGIN_DIR
 from kan_mlip.models.io import build_model, save_model
 
 HFO2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "hfo2" / "hfo2_pwmlff1140.extxyz.gz"
-NKTV2P_METAL = 1.6021765e6  # LAMMPS metal units: bar per eV/Å^3
 TOL = {"float64": 1e-8, "float32": 1e-4}
 
 pytestmark = pytest.mark.skipif(not (PLUGIN_DIR / "allegro_kan_plugin.so").exists(),
@@ -85,31 +84,8 @@ STRUCTURES = structures()
 
 def lammps_single_point(atoms, pair, elements, workdir, nprocs=1, tag="sp", output=False):
     """(energy, forces, per-atom energies, virial in LAMMPS order[, screen output]) of a `run 0`."""
-    data = workdir / f"{tag}.data"
-    write(data, atoms, format="lammps-data", specorder=list(elements), masses=True, atom_style="atomic")
-    dump = workdir / f"{tag}.dump"
-    inp = workdir / f"in.{tag}"
-    inp.write_text(f"""units metal
-atom_style atomic
-boundary p p p
-read_data {data}
-pair_style allegro-kan
-pair_coeff * * {pair} {' '.join(elements)}
-compute pe all pe/atom
-compute vir all pressure NULL virial
-variable vol equal vol
-thermo_style custom step pe c_vir[1] c_vir[2] c_vir[3] c_vir[4] c_vir[5] c_vir[6] v_vol
-thermo_modify format float %.17g
-dump d all custom 1 {dump} id fx fy fz c_pe
-dump_modify d format float %.17g sort id
-run 0
-""")
-    out = run_lammps(inp, nprocs=nprocs, cwd=workdir)
-    row = thermo_table(out)[-1]
-    d = np.loadtxt(dump, skiprows=9, ndmin=2)
-    # LAMMPS pressure tensor (bar) -> virial (eV): W = P V / nktv2p
-    virial = np.array([row[f"c_vir[{k}]"] for k in range(1, 7)]) * row["v_vol"] / NKTV2P_METAL
-    return (row["PotEng"], d[:, 1:4], d[:, 4], virial) + ((out,) if output else ())
+    got = single_point(atoms, pair, elements, workdir, nprocs=nprocs, tag=tag)
+    return got if output else got[:4]
 
 
 def ase_reference(atoms, pair):

@@ -20,7 +20,7 @@ ALLOWED = {
     "nn": set(),
     "data": set(),
     "models": {"nn"},
-    "compiler": {"kan_mlip", "nn", "data", "models"},
+    "compiler": {"kan_mlip", "nn", "data", "models", "mace"},  # mace: a model family, deployed by compiler/mace_deploy.py
     "ase": {"kan_mlip", "nn", "data", "models", "compiler"},
     "mace": {"nn"},  # MACE's own environment: no nequip, so nothing that imports it
     "etgnn": {"kan_mlip", "nn"},  # a torch model of its own: Born charges, no nequip

@@ -2,7 +2,8 @@
 
 LAMMPS = KANCalculator = the eager nequip model: energy, forces, per-atom energies and virial, on
 1, 2 and 4 MPI ranks. One rank runs the periodic graph (ghosts map onto their owners); several ranks
-run local + ghost atoms with a ghost shell as deep as the receptive field.
+run local + ghost atoms, exchanging node features between layers through LAMMPS communication, or
+(files deployed with --no-ghost-exchange) with a ghost shell as deep as the receptive field.
 """
 
 import numpy as np
@@ -14,6 +15,7 @@ from ase.geometry.cell import cellpar_to_cell
 from kan_mlip.ase import KANCalculator
 from kan_mlip.compiler import deploy, load_deployed
 from kan_mlip.compiler.deploy import message_passing_layers
+from kan_mlip.compiler.exchange import exchange_width
 from kan_mlip.data import ag_vacancy_cell
 from kan_mlip.evaluation import predict
 from kan_mlip.lmp_plugin import PLUGIN_DIR
@@ -58,7 +60,7 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def deployed(workdir):
-    """{(model, dtype): (pair.pt, eager GraphModel)}"""
+    """{(model, dtype): (pair.pt, eager GraphModel)}, and {(model, "shell"): ...} deployed without the exchange"""
     out = {}
     for name, (_, cfg) in MODELS.items():
         model = build_model(cfg)
@@ -67,6 +69,9 @@ def deployed(workdir):
             pair = workdir / f"{name}_{dtype}.pt"
             deploy(src, pair, dtype=dtype, log=lambda *_: None)
             out[name, dtype] = (pair, model)
+        pair = workdir / f"{name}_shell.pt"
+        deploy(src, pair, ghost_exchange=False, log=lambda *_: None)
+        out[name, "shell"] = (pair, model)
     return out
 
 
@@ -121,22 +126,29 @@ def test_lammps_equals_calculator_and_eager_model_float64(name, nprocs, deployed
         assert abs(p["energy"][0] - ref[0]) < 1e-8
         np.testing.assert_allclose(ref[1], p["forces"][0], atol=1e-8)
     else:
-        assert "message-passing model on" in got[4]  # the ghost shell was deepened
+        assert "domain (exchanging) graph" in got[4]
 
 
-@pytest.mark.parametrize("nprocs", [1, 2])
+# float32 files within float32's tolerance; files deployed without the exchange (a ghost shell as deep as the
+# receptive field) give the same numbers as with it
+@pytest.mark.parametrize("variant, nprocs", [("float32", 1), ("float32", 2), ("shell", 2), ("shell", 4)])
 @pytest.mark.parametrize("name", ["ag_vacancy_71", "hfo2_frame", "ag_cluster"])
-def test_lammps_equals_calculator_float32(name, nprocs, deployed, workdir):
+def test_float32_and_ghost_shell_files(name, variant, nprocs, deployed, workdir):
     atoms, model = CASES[name]
-    pair = deployed[model, "float32"][0]
-    got = lammps_point(atoms, pair, MODELS[model][0], workdir, nprocs, f"{name}_{nprocs}_f32")
-    _assert_close(got, ase_reference(atoms, pair), TOL["float32"], len(atoms))
+    pair = deployed[model, variant][0]
+    got = lammps_point(atoms, pair, MODELS[model][0], workdir, nprocs, f"{name}_{nprocs}_{variant}")
+    _assert_close(got, ase_reference(atoms, pair), TOL["float32" if variant == "float32" else "float64"], len(atoms))
+    if variant == "shell":
+        assert "message-passing model on" in got[4]  # the ghost shell was deepened
 
 
 def test_metadata_records_the_receptive_field(deployed):
     _, meta = load_deployed(deployed["ag_kan", "float64"][0])
     assert meta["message_passing_layers"] == 3 and meta["receptive_field"] == pytest.approx(13.5)
     assert meta["kan_blocks"] == {"readout": "bspline"}
+    # floats per node between layers, the widest input of layers 2 and 3: 8x0e+8x1e+8x1o
+    assert meta["exchange_width"] == exchange_width(build_model(MODELS["ag_kan"][1])) == 8 * (1 + 3 + 3)
+    assert load_deployed(deployed["ag_kan", "shell"][0])[1]["exchange_width"] == 0
     _, meta = load_deployed(deployed["hfo2_kan", "float64"][0])
     assert meta["message_passing_layers"] == 2 and meta["receptive_field"] == pytest.approx(8.0)
     assert np.allclose(meta["cutoff_matrix"], [[4.0, 4.0], [4.0, 3.6]])
@@ -148,23 +160,50 @@ def test_metadata_records_the_receptive_field(deployed):
 def test_a_shallow_ghost_shell_would_be_wrong(deployed, workdir):
     """The test above can fail: with ghosts only one cutoff deep (what a strictly local model needs), a
     3-layer model on 2 ranks gives other forces."""
-    from kan_mlip.bench.lammps import LammpsError  # noqa: F401  (errors surface as LammpsError)
-
     atoms, model = CASES["ag_vacancy_71"]
-    pair = deployed[model, "float64"][0]
+    pair = deployed[model, "shell"][0]
     ref = ase_reference(atoms, pair)
     # the same input, but the model's metadata claims one layer: ghosts stop at r_max + skin
+    shallow = _with_metadata(pair, workdir / "shallow.pt", message_passing_layers=1, receptive_field=4.5)
+    e, f, *_ = lammps_point(atoms, shallow, ("Ag",), workdir, 2, "shallow")
+    assert np.abs(f - ref[1]).max() > 1e-4
+
+
+def _with_metadata(pair, out, **values):
+    """A copy of a deployed file with some metadata values replaced."""
     import json
     import zipfile
 
-    shallow = workdir / "shallow.pt"
-    with zipfile.ZipFile(pair) as src, zipfile.ZipFile(shallow, "w") as dst:
+    with zipfile.ZipFile(pair) as src, zipfile.ZipFile(out, "w") as dst:
         for item in src.infolist():
             data = src.read(item.filename)
-            if item.filename.endswith("extra/message_passing_layers"):
-                data = json.dumps(1).encode()
-            elif item.filename.endswith("extra/receptive_field"):
-                data = json.dumps(4.5).encode()
+            key = item.filename.rsplit("/", 1)[-1]
+            if "/extra/" in item.filename and key in values:
+                data = json.dumps(values[key]).encode()
             dst.writestr(item, data)
-    e, f, *_ = lammps_point(atoms, shallow, ("Ag",), workdir, 2, "shallow")
-    assert np.abs(f - ref[1]).max() > 1e-4
+    return out
+
+
+def test_an_exchange_wider_than_the_file_declares_is_an_error(deployed, workdir):
+    from kan_mlip.bench.lammps import LammpsError
+
+    atoms, model = CASES["ag_vacancy_71"]
+    narrow = _with_metadata(deployed[model, "float64"][0], workdir / "narrow.pt", exchange_width=4)
+    with pytest.raises(LammpsError, match="exchange_width"):
+        lammps_point(atoms, narrow, ("Ag",), workdir, 2, "narrow")
+
+
+def test_the_exchange_op_without_lammps_is_the_identity_and_refuses_ghost_nodes():
+    import torch
+
+    from kan_mlip.nn.ops import fused_ops_available
+
+    if not fused_ops_available():
+        pytest.skip("kan_mlip ops not built")
+    x = torch.randn(5, 4, 3, dtype=torch.float64, requires_grad=True)
+    y = torch.ops.kan_mlip.ghost_exchange(x, 5)
+    assert torch.equal(y, x)
+    (g,) = torch.autograd.grad((y * y).sum(), x)
+    assert torch.equal(g, 2 * x)
+    with pytest.raises(RuntimeError, match="2 ghost nodes but nothing to exchange"):
+        torch.ops.kan_mlip.ghost_exchange(x, 7)

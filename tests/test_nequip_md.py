@@ -5,7 +5,7 @@ Ag; examples/models/README.md) is deployed and run with examples/lammps/in.ag_ne
 
 * NVE conserves the total energy: over 2000 steps of 1 fs at 300 K, the drift
   max_t |E_tot(t) - E_tot(0)| / N (t every 10 steps) stays below 1 meV/atom;
-* 2 MPI ranks (local + ghost atoms, ghost shell as deep as the receptive field) follow the same
+* 2 MPI ranks (local + ghost atoms, node features exchanged between layers) follow the same
   trajectory as 1 rank (the periodic graph): positions after 100 steps agree to 1e-8 Å.
 """
 
@@ -116,9 +116,9 @@ def test_two_ranks_follow_the_one_rank_trajectory(pair, workdir):
     x1, v1, lengths, rows1, out1 = _final_state(pair, workdir, 1, 100)
     x2, v2, _, rows2, out2 = _final_state(pair, workdir, 2, 100)
     assert "periodic graph on rank 0: 71 nodes" in out1
-    # the ghost shell: 2 layers x 4.5 Å + the 2 Å neighbour skin, and ghost atoms as graph nodes
-    assert "ghost atoms within 11 Å (2 layers x 4.5 Å + skin) for the message-passing model on 2 ranks" in out2
-    assert "domain graph on rank 0" in out2
+    # ghost atoms one cutoff deep, their features exchanged between the 2 layers
+    assert "exchanged between layers" in out2 and "ghost atoms within" not in out2
+    assert "domain (exchanging) graph on rank 0" in out2
     assert len(x1) == len(x2) == N_ATOMS
     # create_atoms numbers atoms by rank, so pair them by position (minimum image): every atom of the
     # 2-rank run sits where one of the 1-rank run does, with its velocity

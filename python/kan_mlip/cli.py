@@ -170,7 +170,22 @@ def _demo(args) -> int:
     return 0
 
 
+def _mace_command(command: str, argv) -> int:
+    import importlib
+
+    try:
+        run = importlib.import_module({"mace-train": ".mace.train", "mace-study": ".mace.study"}[command], __package__).main
+    except ImportError as exc:
+        print(f"kan-mlip {command}: error: runs in the MACE environment (make mace-setup; .venv-mace/bin/kan-mlip "
+              f"{command} ...): {exc}", file=sys.stderr)
+        return 2
+    return run(argv)
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] in (["mace-train"], ["mace-study"]):  # MACE's environment; mace-train: MACE's own arguments
+        return _mace_command(argv[0], argv[1:])
     parser = argparse.ArgumentParser(prog="kan-mlip", description="KAN-augmented interatomic potentials (kan-mlip).")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -246,6 +261,13 @@ def main(argv=None) -> int:
                                    "overwritten.")
     p.add_argument("dir", nargs="?", default="examples", help="destination folder (default: %(default)s)")
     p.set_defaults(func=_examples)
+
+    sub.add_parser("mace-train", add_help=False,
+                   help="MACE's mace_run_train with KAN readouts (--kan_placement, --kan_basis, --kan_hidden, "
+                        "--kan_grid_size; in .venv-mace): kan-mlip mace-train --help")
+    sub.add_parser("mace-study", add_help=False,
+                   help="MACE-MLP vs MACE-KAN on carbon, the paper's Table 7 layout (in .venv-mace): "
+                        "kan-mlip mace-study --help")
 
     args = parser.parse_args(argv)
     from .errors import TrainingFailed

@@ -3,7 +3,7 @@
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
-from kan_mlip.compiler.deploy import load_deployed
+from kan_mlip.compiler.files import load_deployed
 from kan_mlip.compiler.graph import model_inputs
 
 

@@ -40,6 +40,10 @@ def main(argv=None) -> int:
                              "ranks (the environment's mpirun): ms/step only, and with 1 among the values the cost "
                              "per atom-step against one rank. Several ranks run one torch thread each unless "
                              "OMP_NUM_THREADS is set; one rank torch's default (all cores)")
+    parser.add_argument("--no-ghost-exchange", dest="ghost_exchange", action="store_false",
+                        help="deploy message-passing models (NequIP) with a ghost shell as deep as the receptive field "
+                             "instead of exchanging node features between layers (kan-deploy's flag of the same name): "
+                             "the comparison for several ranks")
     parser.add_argument("--steps", type=int, default=200, help="timed steps (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=20, help="untimed warm-up steps (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=1,
@@ -70,7 +74,8 @@ def main(argv=None) -> int:
 
     outdir = Path(args.outdir).resolve()
     records = run(args.configs, args.replicas, args.basis, args.dtype, args.steps, args.warmup, outdir / "work",
-                  [SIZES[f]() for f in families], repeats=args.repeats, logdir=outdir, nprocs=args.nprocs)
+                  [SIZES[f]() for f in families], repeats=args.repeats, logdir=outdir, nprocs=args.nprocs,
+                  ghost_exchange=args.ghost_exchange)
     paths = write_outputs(records, outdir)
     print(markdown_table(records))
     print(f"wrote {paths['json']}, {paths['table']}, {paths['plot']}")

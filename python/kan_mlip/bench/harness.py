@@ -7,9 +7,10 @@ built (random weights: speed does not depend on them), deployed with kan-deploy 
 several. ms/step comes from LAMMPS' own Loop time of the timed run (warm-up excluded); the bare
 model's energy+force call on the same periodic structure is timed too, so the pair style's own
 overhead is visible. On one rank the pair style runs the same periodic graph as the bare call (a
-message-passing model included); on several ranks each rank runs its atoms and a ghost shell as deep
-as the model's receptive field, so the cost per atom-step against one rank shows what the ghost
-shell costs.
+message-passing model included); on several ranks each rank runs its atoms and the ghosts one cutoff
+deep, a message-passing model exchanging node features between layers (or, with ghost_exchange
+False, a ghost shell as deep as its receptive field), so the cost per atom-step against one rank
+shows what the split costs.
 """
 
 import json
@@ -97,6 +98,7 @@ class Record:
     model_ms_per_call: float = float("nan")
     lammps_over_model: float = float("nan")
     cost_vs_one_rank: float = float("nan")  # ms per atom-step over the same point's on one rank (procs > 1)
+    ghost_exchange: bool = True  # message-passing models on several ranks: node features exchanged, else a ghost shell
     peak_rss_mb: float = float("nan")  # one rank only (run_lammps_measured); NaN on several ranks
     peak_rss_mb_runs: List[float] = field(default_factory=list)
     peak_anon_mb: float = float("nan")  # peak RSS less shared libraries' pages (run_lammps_measured), median
@@ -192,7 +194,7 @@ def git_sha() -> str:
 
 def run(configs: Optional[List[str]], reps: List[int], basis: str, dtype: str, steps: int, warmup: int, workdir: Path,
         size: Union[Size, Sequence[Size]], repeats: int = 1, log=print, logdir: Optional[Path] = None,
-        nprocs: Sequence[int] = (1,)) -> List[Record]:
+        nprocs: Sequence[int] = (1,), ghost_exchange: bool = True) -> List[Record]:
     """All (family, config, replica, ranks) runs; a failing configuration becomes a failed record and
     the rest go on. The LAMMPS log of each point's counted run goes to logdir (default: workdir).
 
@@ -202,7 +204,8 @@ def run(configs: Optional[List[str]], reps: List[int], basis: str, dtype: str, s
     nprocs: MPI ranks; every point runs once per entry, the entries back to back. One rank gives
     ms/step and memory (run_lammps_measured); several ranks ms/step only (mpirun, memory NaN) and
     their cost per atom-step against one rank where nprocs has 1 too. The bare model call is one
-    process whatever the ranks.
+    process whatever the ranks. ghost_exchange: deploy message-passing models with it (else a ghost
+    shell; compiler/contract.py).
 
     With repeats > 1 the runs are interleaved (round 1: every configuration, round 2: again, ...) and
     the fastest of each point counts: a slow spell of a shared machine then costs every configuration
@@ -238,7 +241,7 @@ def run(configs: Optional[List[str]], reps: List[int], basis: str, dtype: str, s
                                      f"{family}'s: {' '.join(FAMILIES[family])})")
                 cfg = model_config(placement, basis, dtype, sz)
                 src = save_model(pair.with_suffix(".pth"), cfg, build_model(cfg))
-                deploy(src, pair, log=lambda *_: None)
+                deploy(src, pair, ghost_exchange=ghost_exchange, log=lambda *_: None)
                 pairs[family, name] = pair
                 build_error = ""
             except Exception as exc:  # reported as a failed row; the other configurations still run
@@ -247,7 +250,7 @@ def run(configs: Optional[List[str]], reps: List[int], basis: str, dtype: str, s
                 for procs in nprocs:
                     rec = Record(config=name, placement=placement, basis=basis, dtype=dtype, natoms=cell_atoms(rep),
                                  steps=steps, family=family, procs=procs, threads_per_rank=lammps_threads(procs),
-                                 git_sha=sha)
+                                 ghost_exchange=ghost_exchange, git_sha=sha)
                     if build_error:
                         rec.status, rec.error = "failed", build_error
                     else:
@@ -407,8 +410,8 @@ def markdown_table(records: List[Record]) -> str:
 def overhead_table(records: List[Record]) -> str:
     """One row per configuration: LAMMPS ms/step over the bare model's call on the same structure, per
     system size and MPI ranks, and, for several ranks, the cost per atom-step against one rank (the
-    same system's ms/step on N ranks over one rank's: above 1, the ranks' ghost shells cost more than
-    they share)."""
+    same system's ms/step on N ranks over one rank's: above 1, the ranks' ghost atoms and
+    communication cost more than they share)."""
     sizes = sorted({r.natoms for r in records})
     procs = sorted({r.procs for r in records})
     by = {(r.family, r.config, r.procs, r.natoms): r for r in records if r.status == "ok"}

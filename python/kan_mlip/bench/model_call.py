@@ -15,7 +15,7 @@ def bare_model_call(pair: Path, rep: int, reps: int = 10) -> Tuple[float, float]
     """The deployed model's energy+force call alone, on the 71-atom cell replicated rep^3 times and
     rattled: (ms per call, the mean of reps calls after 3 untimed ones; the peak memory of one call in
     MB, call_peak_mb)."""
-    from kan_mlip.compiler.deploy import load_deployed
+    from kan_mlip.compiler.files import load_deployed
     from kan_mlip.compiler.graph import model_inputs
     from kan_mlip.data import ag_vacancy_cell
 
