@@ -84,8 +84,8 @@ def load_mace_model(path) -> torch.nn.Module:
     try:
         model = torch.load(str(path), map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise ValueError(f"{path} does not load as a mace-torch model with mace-torch {mace.__version__}: "
-                         f"{type(exc).__name__}: {exc}") from exc
+        raise ValueError(f"{path} does not load with this mace-torch ({mace.__version__}): a file written by another "
+                         f"mace-torch version, or not a MACE model ({type(exc).__name__}: {exc})") from exc
     if not hasattr(model, "readouts") or not hasattr(model, "atomic_numbers") or not hasattr(model, "r_max"):
         raise ValueError(f"{path} holds a {type(model).__name__}, not a mace-torch MACE model")
     return model.eval()
@@ -118,9 +118,14 @@ def deploy_mace(source, output, dtype: Optional[str] = None, device: str = "cpu"
                              "mace's own tools (mace_convert_dtype or model.to(dtype)) first")
         if device != "cpu":
             raise ValueError(f"--device {device}: MACE models deploy for the CPU here")
-        reference = model
-        compiled = torch.jit.freeze(jit.compile(MACEPairPotential(_copy(model)).eval()))
-        check = _check(reference, compiled, model_dtype)
+        try:
+            compiled = torch.jit.freeze(jit.compile(MACEPairPotential(_copy(model)).eval()))
+            check = _check(model, compiled, model_dtype)
+        except Exception as exc:  # a model object this mace-torch's code cannot run
+            import mace
+
+            raise ValueError(f"{source} does not run with this mace-torch ({mace.__version__}): a model written by "
+                             f"another mace-torch version? ({type(exc).__name__}: {exc})") from exc
         log(f"check: eager mace-torch model vs compiled on a {check['natoms']}-atom periodic cell: "
             f"|dE|/atom = {check['energy_err']:.2e} eV, max |dF| = {check['force_err']:.2e} eV/Å "
             f"(tolerance {check['tolerance']:.0e}) -> {'OK' if check['ok'] else 'FAILED'}")
@@ -144,7 +149,7 @@ def deploy_mace(source, output, dtype: Optional[str] = None, device: str = "cpu"
             "kan_mlip_version": __version__,
             "torch_version": torch.__version__.split("+")[0],
             "custom_op_library": OPS_LIBRARY if any(getattr(m, "fused", False) for m in model.modules()) else "",
-            "source": f"mace-torch model: {Path(source).name}",
+            "source": f"mace-torch {_mace_version()} model: {Path(source).name}",
         }
         return compiled, metadata
 
@@ -153,6 +158,12 @@ def deploy_mace(source, output, dtype: Optional[str] = None, device: str = "cpu"
         f"{metadata['message_passing_layers']} interactions: receptive field {metadata['receptive_field']:g} Å, "
         f"{metadata['model_dtype']}, KAN blocks: {metadata['kan_blocks'] or 'none (MLP readouts)'}")
     return metadata
+
+
+def _mace_version() -> str:
+    import mace
+
+    return mace.__version__
 
 
 def _copy(model):

@@ -162,3 +162,22 @@ def _saved(tmp_path):
     path = tmp_path / "small.model"
     torch.save(mace_carbon(kan=False), path)
     return path
+
+
+def test_a_model_file_from_another_mace_version_is_refused_naming_this_version(tmp_path):
+    """A class that this mace-torch does not have (renamed, as between versions) in the file's pickle."""
+    import zipfile
+
+    import mace
+
+    source = _saved(tmp_path)
+    other = tmp_path / "other_version.model"
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(other, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename.endswith("/data.pkl"):
+                data = data.replace(b"ScaleShiftMACE", b"ScaleShiftMACX")
+            dst.writestr(item, data)
+    with pytest.raises(ValueError, match=f"does not load with this mace-torch \\({mace.__version__}\\)"):
+        deploy_mace(other, tmp_path / "z.pt")
+    assert not (tmp_path / "z.pt").exists()
