@@ -1,7 +1,7 @@
 """The MACE environment's contract, checked in either environment (no mace-torch needed).
 
-kan_mlip.mace imports mace-torch, e3nn, torch and kan_mlip.nn only (never nequip, allegro or the
-nequip-based parts of kan_mlip), and constraints-mace.txt pins what .venv-mace shares with .venv
+kan_mlip.mace imports mace-torch, e3nn, torch, numpy, ase, matplotlib (mace-torch's own dependencies)
+and kan_mlip.nn only (never nequip, allegro or the nequip-based parts of kan_mlip), and constraints-mace.txt pins what .venv-mace shares with .venv
 (torch, ase) exactly as constraints.txt does, with the e3nn that mace-torch pins.
 """
 
@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "python/kan_mlip/mace"
-THIRD_PARTY = {"mace", "e3nn", "torch", "numpy"}
+THIRD_PARTY = {"mace", "e3nn", "torch", "numpy", "ase", "matplotlib"}
 
 
 def imported_names(path: Path):
@@ -30,7 +30,7 @@ def imported_names(path: Path):
 
 
 @pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.name)
-def test_kan_mlip_mace_imports_mace_e3nn_torch_and_kan_mlip_nn_only(path):
+def test_kan_mlip_mace_imports_maces_dependencies_and_kan_mlip_nn_only(path):
     wrong = []
     for name in imported_names(path):
         top = name.split(".")[0]
