@@ -114,3 +114,89 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, capsys):
     ratio = resumed["force_mae_meV_per_A"] / uninterrupted["force_mae_meV_per_A"]
     assert 0.7 < ratio < 1.4, ratio
     assert (pieces / "curves_allegro_mlp.png").stat().st_size > 5000
+
+
+def test_energy_references_fit_compositions():
+    """Least-squares per-element references: exact when compositions determine them; for one fixed
+    composition (HfO2 frames) the minimum-norm split, which keeps every frame's sum."""
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from kan_mlip.study import energy_references
+
+    def frame(symbols, energy):
+        atoms = Atoms(symbols, positions=np.zeros((len(symbols), 3)))
+        atoms.calc = SinglePointCalculator(atoms, energy=energy)
+        return atoms
+
+    e = {"Hf": -9.5, "O": -4.25}
+    mixed = [frame(s, sum(e[z] for z in s) + noise) for s, noise in
+             ((["Hf", "O", "O"], 0.0), (["Hf", "Hf", "O"], 0.0), (["O"] * 3, 0.0), (["Hf"] * 4, 0.0))]
+    assert energy_references(mixed) == pytest.approx(e, abs=1e-10)
+
+    fixed = [frame(["Hf"] * 32 + ["O"] * 64, -936.0 + d) for d in (-1.0, 0.5, 2.0)]
+    refs = energy_references(fixed)
+    mean = np.mean([a.get_potential_energy() for a in fixed])
+    assert 32 * refs["Hf"] + 64 * refs["O"] == pytest.approx(mean, abs=1e-9)
+    assert refs["O"] == pytest.approx(2 * refs["Hf"], abs=1e-12)  # minimum norm along (32, 64)
+
+
+def test_time_to_reach_a_validation_error():
+    from kan_mlip.study import time_to_reach
+
+    curve = [{"epoch": 1, "elapsed_seconds": 10.0, "forces_mae": 0.5}, {"epoch": 2, "elapsed_seconds": 21.0, "forces_mae": 0.2},
+             {"epoch": 3, "elapsed_seconds": 33.0, "forces_mae": 0.25}]
+    assert time_to_reach(curve, 0.2) == (2, 21.0) and time_to_reach(curve, 0.5) == (1, 10.0)
+    assert time_to_reach(curve, 0.1) is None
+
+
+def test_study_rejects_unknown_energy_references(tmp_path, capsys):
+    write(tmp_path / "d.extxyz", make_ag_data(n_frames=4, seed=0, equilibration_steps=5, progress=False), format="extxyz")
+    (tmp_path / "s.yaml").write_text("name: x\ndata: d.extxyz\nconfigs: [allegro_mlp]\nenergy_references: isolated\n")
+    assert main(["study", str(tmp_path / "s.yaml"), "-o", str(tmp_path / "r")]) == 2
+    assert "energy_references must be one of" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_runs_trained_alone_are_collected_and_a_plateau_stops_a_run(tmp_path, capsys):
+    """--only trains one run (its result.json, no report); the study without --only reuses it. The HfO2
+    rows' stopping rule ends a run that stops improving before max_epochs; per-element references reach
+    the model; the learning rate is in the curve."""
+    write(tmp_path / "ag.extxyz", make_ag_data(n_frames=30, seed=0, equilibration_steps=50, progress=False), format="extxyz")
+    stalled = ["chemical_symbols=[Ag]", "training_module.optimizer.lr=1e-30", "plateau_patience=1",
+               "trainer.callbacks.1.min_delta=1e-6"]
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump({
+        "name": "tiny", "data": "ag.extxyz", "validation_frames": 6, "seeds": [1], "max_epochs": 4,
+        "energy_references": "least_squares", "md_cost": {"rounds": 2, "steps": 3, "warmup": 1},
+        "configs": ["allegro_mlp", {"name": "stalled", "config": "hfo2_allegro_mlp", "overrides": stalled}]}))
+    out = tmp_path / "report"
+    assert main(["study", str(tmp_path / "study.yaml"), "-o", str(out), "--only", "stalled", "1"]) == 0
+    assert "Ag " in capsys.readouterr().out  # the fitted reference is logged
+    run = out / "runs" / "stalled_seed1"
+    row = json.loads((run / "result.json").read_text())
+    assert row["status"] == "ok" and row["stopped_early"] and row["epochs"] == 2, row["epochs"]
+    assert [p["lr"] for p in row["curve"]] == [1e-30, 1e-30]
+    assert not (out / "study.json").exists() and not (out / "report.md").exists()
+    shifts = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())["training_module"]["model"]["per_type_energy_shifts"]
+    from kan_mlip.study import energy_references
+
+    assert shifts == pytest.approx(energy_references(read_frames(out / "data" / "pool.extxyz")), abs=1e-12)
+
+    assert main(["study", str(tmp_path / "study.yaml"), "-o", str(out), "--only", "nope", "1"]) == 2
+    assert "not a run of study tiny" in capsys.readouterr().err
+    assert main(["study", str(tmp_path / "study.yaml"), "-o", str(out)]) == 0
+    log = capsys.readouterr().out
+    assert "stalled seed 1: already done, reused" in log and "allegro_mlp seed 1: training" in log
+    rows = {r["config"]: r for r in json.loads((out / "study.json").read_text())["runs"]}
+    cost = {name: rows[name].pop("md_cost") for name in rows}
+    assert rows["stalled"] == row and rows["allegro_mlp"]["epochs"] == 4 and not rows["allegro_mlp"]["stopped_early"]
+
+    # MD cost: both deployed (each in its training dtype) and timed in turn on a held-out frame
+    assert [len(c["ms_per_step"]) for c in cost.values()] == [2, 2] and all(min(c["ms_per_step"]) > 0 for c in cost.values())
+    assert cost["allegro_mlp"]["ratio_to_reference"] == 1.0 and cost["stalled"]["reference"] == "allegro_mlp"
+    from kan_mlip.compiler import load_deployed
+
+    assert load_deployed(out / "models" / "stalled.pt")[1]["model_dtype"] == "float32"
+    report = (out / "report.md").read_text()
+    assert "MD cost" in report and "| stalled | 1/1 | 2 |" in report and "seed 1" in report
+    assert (out / "accuracy_vs_cost.png").stat().st_size > 5000

@@ -43,8 +43,11 @@ def _study(args) -> int:
 
     spec = load_study(args.study)
     outdir = Path(args.outdir or Path("reports") / spec["name"])
-    run_study(spec, outdir, config_dir=args.config_dir)
-    print(f"report: {outdir / 'report.md'} (plots: errors.png, parity_best.png; data: study.json)")
+    run_study(spec, outdir, config_dir=args.config_dir, only=args.only)
+    if args.only:
+        print(f"run {args.only[0]} seed {args.only[1]} done: {outdir / 'runs'}; the report: the same command without --only")
+    else:
+        print(f"report: {outdir / 'report.md'} (plots: errors.png, parity_best.png; data: study.json)")
     return 0
 
 
@@ -235,6 +238,9 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--outdir", default=None, help="report directory (default: reports/NAME)")
     p.add_argument("--config-dir", default=None, help="where config names are looked up (default: the shipped configs, "
                                                       "`kan-mlip examples` copies them)")
+    p.add_argument("--only", nargs=2, metavar=("CONFIG", "SEED"), default=None,
+                   help="train and evaluate this one run, leave the report alone (run several at once in separate "
+                        "processes; then call again without --only to collect them and write the report)")
     p.set_defaults(func=_study)
 
     p = sub.add_parser("demo", help="EMT Ag data -> train a KAN-readout Allegro -> evaluate -> kan-deploy -> equation of "

@@ -19,20 +19,36 @@ evaluating each saved model on that held-out set.
     validation_frames: 200         # optional: absolute held-out count (instead of validation_fraction)
     pool_frames: 300               # optional: a documented subset for training (default: all the rest)
     train_eval_frames: 100         # training-set errors are measured on this many pool frames
+    energy_references: config      # config: the config's own energy shifts | least_squares: per-element
+                                   # references fitted to the training pool (see energy_references())
+    md_cost: {rounds: 5, steps: 50, warmup: 5}   # optional: LAMMPS ms/step of every configuration (below)
 
-Runs already finished in the output folder (a best.ckpt and a row in study.json) are reused, and a run
-that was interrupted resumes from its last checkpoint (last.ckpt: model, optimizer, schedule and epoch),
+With ``md_cost``, the report also gives the MD cost of every configuration: the best model of its
+lowest-seed run deployed (kan-deploy, the training dtype) into models/, and the models timed taking turns
+in one LAMMPS process on the first held-out frame (NVT); plotted against the held-out force error
+(accuracy_vs_cost.png). The report also lists the per-seed force MAE ratios to the MLP, the runs that
+stopped on their plateau (before max_epochs) and the training time and epochs each configuration took
+to first reach a validation force MAE that every run reached.
+
+Runs already finished in the output folder (a best.ckpt and a row in study.json or the run's own
+result.json) are reused, and a run that was interrupted resumes from its last checkpoint (last.ckpt: model, optimizer, schedule and epoch),
 so a long study can be carried out in pieces; the report is rewritten after every run. Each run's
 learning curve (validation force and energy MAE against epoch and against training wall time) is kept
 in study.json and plotted per configuration (curves_<config>.png). A run whose
 metrics turn NaN is reported as diverged; one whose validation force MAE rises above 10x its
 untrained value is reported as unstable (listed with its numbers, not plotted).
+
+``--only CONFIG SEED`` trains and evaluates that one run (writing its result.json) and leaves the report
+alone, so several runs of one study can train at the same time in separate processes; a later call
+without ``--only`` collects them and writes the report.
 """
 
 import gzip
 import io
 import json
 import math
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List
@@ -43,7 +59,9 @@ import yaml
 EVALUATED = ("ok", "unstable")  # runs with a saved model and held-out errors
 
 DEFAULTS = {"validation_fraction": 0.1, "validation_frames": None, "pool_frames": None, "train_eval_frames": 100,
-            "seeds": [1], "max_epochs": 5, "overrides": [], "split_seed": 0}
+            "seeds": [1], "max_epochs": 5, "overrides": [], "split_seed": 0, "energy_references": "config",
+            "md_cost": None}
+ENERGY_REFERENCES = ("config", "least_squares")
 
 
 def load_study(path) -> Dict[str, Any]:
@@ -57,6 +75,8 @@ def load_study(path) -> Dict[str, Any]:
         raise FileNotFoundError(f"study data not found: {spec['data']}")
     if not 0 < float(spec["validation_fraction"]) < 1:
         raise ValueError(f"validation_fraction must be in (0, 1), got {spec['validation_fraction']}")
+    if spec["energy_references"] not in ENERGY_REFERENCES:
+        raise ValueError(f"energy_references must be one of {ENERGY_REFERENCES}, got {spec['energy_references']!r}")
     for key in ("validation_frames", "pool_frames"):
         if spec[key] is not None and int(spec[key]) < 1:
             raise ValueError(f"{key} must be a positive number of frames, got {spec[key]}")
@@ -84,8 +104,27 @@ def split(spec, workdir: Path):
     val = [frames[i] for i in order[:n_val]]
     pool = [frames[i] for i in order[n_val:n_val + n_pool]]
     workdir.mkdir(parents=True, exist_ok=True)
-    write(workdir / "pool.extxyz", pool, format="extxyz")
+    # written aside and renamed: studies running runs in parallel (--only) each write the same pool
+    tmp = workdir / f".pool-{os.getpid()}.extxyz"
+    write(tmp, pool, format="extxyz")
+    os.replace(tmp, workdir / "pool.extxyz")
     return workdir / "pool.extxyz", val, pool
+
+
+def energy_references(frames) -> Dict[str, float]:
+    """Per-element energy references (eV per atom of each element): the least-squares fit of the frames'
+    total energies to their compositions, E ≈ sum_Z n_Z(frame) e_Z. When the compositions do not determine
+    every element's reference (e.g. all frames Hf32O64: only e_Hf + 2 e_O is fixed) the minimum-norm
+    solution is taken; the sum over any frame's atoms, which is all the model uses, is the same."""
+    elements = sorted({s for a in frames for s in a.get_chemical_symbols()})
+    counts = np.array([[a.get_chemical_symbols().count(z) for z in elements] for a in frames], dtype=float)
+    energies = np.array([a.get_potential_energy() for a in frames], dtype=float)
+    refs, *_ = np.linalg.lstsq(counts, energies, rcond=None)
+    return {z: float(e) for z, e in zip(elements, refs)}
+
+
+def _shift_override(refs: Dict[str, float]) -> str:
+    return "++training_module.model.per_type_energy_shifts={" + ",".join(f"{z}:{e!r}" for z, e in refs.items()) + "}"
 
 
 def _entry(item) -> Dict[str, Any]:
@@ -98,18 +137,31 @@ def _entry(item) -> Dict[str, Any]:
     return {"name": item.get("name", Path(config).stem), "config": config, "overrides": list(item.get("overrides", []))}
 
 
-def run_study(spec: Dict[str, Any], outdir: Path, log=print, config_dir=None) -> List[Dict[str, Any]]:
-    """Config names are looked up in ``config_dir`` (default: the shipped configs)."""
+def run_study(spec: Dict[str, Any], outdir: Path, log=print, config_dir=None, only=None) -> List[Dict[str, Any]]:
+    """Config names are looked up in ``config_dir`` (default: the shipped configs). ``only``: (config name,
+    seed) of the one run to train and evaluate; the report is then not written."""
     from .evaluation import errors, load_checkpoint_model, predict
     from .resources import find_config
     from .training import learning_curve, read_val_metrics, run_nequip_train
 
     runs = [(_entry(c), s) for c in spec["configs"] for s in spec["seeds"]]
+    if only is not None:
+        picked = [(e, s) for e, s in runs if (e["name"], s) == (only[0], int(only[1]))]
+        if not picked:
+            raise ValueError(f"--only {only[0]} {only[1]}: not a run of study {spec['name']} "
+                             f"(configs {[e['name'] for e, _ in runs][::len(spec['seeds'])]}, seeds {spec['seeds']})")
+        runs = picked
     found = {e["config"]: find_config(e["config"], config_dir) for e, _ in runs}  # every config exists, before any work
     outdir = Path(outdir).resolve()
     pool, val, pool_frames = split(spec, outdir / "data")
     train_eval = pool_frames[: int(spec["train_eval_frames"])]
     log(f"study {spec['name']}: {len(pool_frames)} frames for training ({pool}), {len(val)} held-out validation frames")
+    overrides = list(spec["overrides"])
+    if spec["energy_references"] == "least_squares":
+        refs = energy_references(pool_frames)
+        log("per-element energy references (least squares over the training pool): "
+            + ", ".join(f"{z} {e:.4f} eV" for z, e in refs.items()))
+        overrides.append(_shift_override(refs))
     done = _finished_runs(outdir)
     rows = []
     for k, (entry, seed) in enumerate(runs, 1):
@@ -129,7 +181,7 @@ def run_study(spec: Dict[str, Any], outdir: Path, log=print, config_dir=None) ->
         t0 = time.time()
         try:
             run_nequip_train(cfg_name, run_dir, [f"data_path={pool}", f"max_epochs={spec['max_epochs']}", f"seed={seed}",
-                                                 "trainer.enable_progress_bar=false", *spec["overrides"], *entry["overrides"],
+                                                 "trainer.enable_progress_bar=false", *overrides, *entry["overrides"],
                                                  *([f"++ckpt_path={resume[0]}"] if resume else [])],
                              config_dir=cfg_dir, quiet=True, resume=bool(resume),
                              on_epoch=lambda e, sec: log(f"    epoch {e}/{spec['max_epochs']} trained ({sec:.0f} s)"))
@@ -161,9 +213,52 @@ def run_study(spec: Dict[str, Any], outdir: Path, log=print, config_dir=None) ->
             row.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:500], train_seconds=time.time() - t0)
             log(f"[{k}/{len(runs)}] {name} seed {seed}: FAILED {row['error'][:200]}")
         rows.append(row)
-        write_report(spec, rows, val, outdir, plots=False)  # a partial report survives an interrupted study
-    write_report(spec, rows, val, outdir)
+        (run_dir / "result.json").write_text(json.dumps(row, indent=1, default=str))
+        if only is None:
+            write_report(spec, rows, val, outdir, plots=False)  # a partial report survives an interrupted study
+    if only is None:
+        if spec["md_cost"]:
+            measure_md_cost(spec, rows, val, outdir, log=log)
+        write_report(spec, rows, val, outdir)
     return rows
+
+
+def measure_md_cost(spec, rows, val, outdir: Path, log=print) -> Dict[str, Dict[str, Any]]:
+    """Deploy each configuration's best model of its lowest-seed ok run into OUTDIR/models/CONFIG.pt and
+    time them in turn in LAMMPS on the first held-out frame; the rows of those runs get ``md_cost``."""
+    from kan_mlip.compiler import deploy
+
+    from .bench.lammps import models_in_turn
+
+    opts = dict({"rounds": 5, "steps": 50, "warmup": 5}, **(spec["md_cost"] or {}))
+    picked = {}
+    for r in sorted((r for r in rows if r["status"] == "ok"), key=lambda r: r["seed"]):
+        picked.setdefault(r["config"], r)
+    if not picked:
+        return {}
+    (outdir / "models").mkdir(parents=True, exist_ok=True)
+    pairs, types = {}, None
+    for name, r in picked.items():
+        pairs[name] = outdir / "models" / f"{name}.pt"
+        meta = deploy(r["checkpoint"], pairs[name], log=lambda *_: None)
+        types = meta["type_names"]
+        log(f"deployed {name} seed {r['seed']} -> {pairs[name]} ({meta['model_dtype']})")
+    atoms = val[0]
+    log(f"LAMMPS ms/step of {len(pairs)} models in turn on a {len(atoms)}-atom held-out frame "
+        f"({opts['rounds']} rounds x {opts['steps']} steps)")
+    with tempfile.TemporaryDirectory(prefix="study-md-") as tmp:
+        times = models_in_turn(pairs, atoms, types, Path(tmp), rounds=int(opts["rounds"]), steps=int(opts["steps"]),
+                               warmup=int(opts["warmup"]))
+    first = next(iter(times))
+    cost = {}
+    for name, ms in times.items():
+        cost[name] = {"ms_per_step": ms, "median_ms_per_step": float(np.median(ms)), "atoms": len(atoms),
+                      "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset (torch's default)"),
+                      "seed": picked[name]["seed"], "deployed": str(pairs[name]), "reference": first,
+                      "ratio_to_reference": float(np.median([b / a for a, b in zip(times[first], ms)]))}
+        picked[name]["md_cost"] = cost[name]
+        log(f"    {name}: {cost[name]['median_ms_per_step']:.2f} ms/step, {cost[name]['ratio_to_reference']:.3f} x {first}")
+    return cost
 
 
 BLOW_UP = 10.0  # validation force MAE above this multiple of the untrained model's: training blew up
@@ -195,11 +290,12 @@ def _resumable(run_dir: Path, max_epochs: int):
 
 
 def _finished_runs(outdir: Path) -> Dict[Any, Dict[str, Any]]:
-    """Rows of an earlier (interrupted) study in outdir whose checkpoint still exists."""
-    path = outdir / "study.json"
-    if not path.exists():
-        return {}
-    rows = json.loads(path.read_text())["runs"]
+    """Rows of an earlier (interrupted) study in outdir, and of runs trained alone (--only: their
+    result.json), whose checkpoint still exists."""
+    rows = []
+    if (outdir / "study.json").exists():
+        rows += json.loads((outdir / "study.json").read_text())["runs"]
+    rows += [json.loads(p.read_text()) for p in sorted(outdir.glob("runs/*/result.json"))]
     return {(r["config"], r["seed"]): r for r in rows
             if r["status"] not in EVALUATED or Path(r.get("checkpoint", "")).is_file()}
 
@@ -264,6 +360,7 @@ def write_report(spec, rows, val, outdir: Path, plots: bool = True) -> None:
               "± is the standard deviation of the per-seed ratios (same seed, same split). "
               f"Status 'unstable': the validation force MAE rose above {BLOW_UP:g}x its untrained value during "
               "training; such rows are listed but not plotted."]
+    lines += _paired_ratio_lines(rows, table, baseline) + _plateau_lines(spec, rows, table) + _cost_lines(rows, table)
     notes = [r for r in rows if r["status"] != "ok"]
     if notes:
         lines += ["", "Runs not ok:", ""] + [f"- {r['config']} seed {r['seed']}: {r['status']}: {r.get('error', '')}" for r in notes]
@@ -271,6 +368,7 @@ def write_report(spec, rows, val, outdir: Path, plots: bool = True) -> None:
 
     if plots:
         plot_learning_curves(rows, outdir)
+        plot_accuracy_vs_cost(rows, table, outdir)
     ok = [t for t in table if t["ok"] and t["status"] == "ok"]
     if ok and plots:
         fig, axes = plt.subplots(1, 2, figsize=(max(6, 1.6 * len(ok) + 3), 4))
@@ -287,6 +385,98 @@ def write_report(spec, rows, val, outdir: Path, plots: bool = True) -> None:
         best = min((r for r in rows if r["status"] == "ok"), key=lambda r: r["force_mae_meV_per_A"])
         model = load_checkpoint_model(best["checkpoint"])
         parity_plot(val, predict(model, val), outdir / "parity_best.png", title=f"best: {best['config']} seed {best['seed']}")
+
+
+def _paired_ratio_lines(rows, table, baseline) -> List[str]:
+    """Per-seed force MAE ratios of every configuration to its MLP (same seed, same split)."""
+    lines = []
+    for t in table:
+        mlp = baseline(t["config"])
+        if not mlp or mlp["config"] == t["config"]:
+            continue
+        base = {r["seed"]: r["force_mae_meV_per_A"] for r in rows if r["config"] == mlp["config"] and r["status"] in EVALUATED}
+        pairs = [(r["seed"], r["force_mae_meV_per_A"] / base[r["seed"]]) for r in rows
+                 if r["config"] == t["config"] and r["status"] in EVALUATED and r["seed"] in base]
+        if pairs:
+            lines.append(f"- {t['config']} / {mlp['config']}: " + ", ".join(f"seed {s} {q:.3f}" for s, q in pairs))
+    return ["", "Force MAE ratio per seed (held-out frames):", ""] + lines if lines else []
+
+
+def time_to_reach(curve: List[Dict[str, float]], target: float):
+    """(epoch, training wall seconds) at which the validation force MAE first fell to ``target`` (eV/Å), or None."""
+    for p in curve:
+        if p.get("forces_mae", math.inf) <= target:
+            return p["epoch"], p["elapsed_seconds"]
+    return None
+
+
+def _plateau_lines(spec, rows, table) -> List[str]:
+    """Runs stopped by their plateau, and the time each configuration took to first reach a validation
+    force MAE that every run reached (the worst of the runs' best values)."""
+    ok = [r for r in rows if r["status"] == "ok" and r.get("curve")]
+    if not ok:
+        return []
+    lines = ["", "| configuration | stopped on its plateau | epochs | validation force MAE reached (meV/Å) | "
+                 "epochs to reach it | training hours to reach it |", "|---|---|---|---|---|---|"]
+    target = max(min(p.get("forces_mae", math.inf) for p in r["curve"]) for r in ok)
+    for t in table:
+        runs = [r for r in ok if r["config"] == t["config"]]
+        if not runs:
+            continue
+        reached = [time_to_reach(r["curve"], target) for r in runs]
+        lines.append(f"| {t['config']} | {sum(bool(r.get('stopped_early')) for r in runs)}/{len(runs)} | "
+                     f"{' '.join(str(r['epochs']) for r in runs)} | {1e3 * target:.1f} | "
+                     f"{np.mean([e for e, _ in reached]):.0f} | {np.mean([sec for _, sec in reached]) / 3600:.2f} |")
+    lines += ["", f"A run that ends before max_epochs ({spec['max_epochs']}) stopped on its validation plateau (the "
+              "config's stopping rule); one that reached max_epochs did not meet it. Validation here: "
+              "nequip-train's split of the training pool, as in the learning curves (curves_*.png)."]
+    return lines
+
+
+def _cost_lines(rows, table) -> List[str]:
+    cost = {r["config"]: r["md_cost"] for r in rows if r.get("md_cost")}
+    if not cost:
+        return []
+    ref = next(iter(cost.values()))
+    lines = ["", f"MD cost: LAMMPS ms/step of each configuration's deployed best model (lowest seed), the models "
+                 f"taking turns in one LAMMPS process on a {ref['atoms']}-atom held-out frame, NVT, 1 MPI rank, "
+                 f"OMP_NUM_THREADS {ref.get('omp_num_threads')}:", "",
+             f"| configuration | ms/step (median over rounds) | / {ref['reference']} (median per-round ratio) | "
+             "force MAE (meV/Å) |", "|---|---|---|---|"]
+    for t in table:
+        if t["config"] in cost:
+            c = cost[t["config"]]
+            lines.append(f"| {t['config']} | {c['median_ms_per_step']:.2f} | {c['ratio_to_reference']:.3f} | "
+                         f"{t['force_mae_meV_per_A']:.1f} ± {t['force_mae_meV_per_A_std']:.1f} |")
+    return lines
+
+
+def plot_accuracy_vs_cost(rows, table, outdir: Path):
+    """accuracy_vs_cost.png: held-out force MAE (mean ± std over seeds) against LAMMPS ms/step."""
+    cost = {r["config"]: r["md_cost"] for r in rows if r.get("md_cost")}
+    points = [t for t in table if t["config"] in cost and t["ok"]]
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for t in points:
+        x = cost[t["config"]]["median_ms_per_step"]
+        ax.errorbar(x, t["force_mae_meV_per_A"], yerr=t["force_mae_meV_per_A_std"], fmt="o", capsize=4,
+                    color="0.5" if "mlp" in t["config"] else "tab:blue")
+        ax.annotate(t["config"], (x, t["force_mae_meV_per_A"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xlabel(f"LAMMPS ms/step ({cost[points[0]['config']]['atoms']} atoms, 1 rank)")
+    ax.set_ylabel("held-out force MAE (meV/Å)")
+    ax.grid(alpha=0.3)
+    ax.set_title("accuracy against MD cost (lower left is better)")
+    fig.tight_layout()
+    path = outdir / "accuracy_vs_cost.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def plot_learning_curves(rows: List[Dict[str, Any]], outdir: Path) -> List[Path]:

@@ -82,8 +82,8 @@ def read_val_metrics(run_dir: Path) -> List[Dict[str, float]]:
 
 class EpochTimer(lightning.Callback):
     """Writes, per epoch, the wall time spent in training batches (validation excluded), the wall time
-    since training began at the epoch's end (validation included) and the epoch's validation metrics to
-    ``path``: the learning curve.
+    since training began at the epoch's end (validation included), the epoch's validation metrics and
+    its learning rate (``lr``) to ``path``: the learning curve.
 
     A run resumed from a checkpoint (``ckpt_path=last.ckpt``) keeps the epochs before it and counts on
     from their elapsed time: the time between interruption and resumption is not counted."""
@@ -126,8 +126,11 @@ class EpochTimer(lightning.Callback):
         self.times.append(self._epoch)
         self.elapsed.append(self._before + time.perf_counter() - self._start)
         # this epoch's validation has run (Lightning validates before the epoch's end hooks)
-        self.validation.append({key.split("/", 1)[1]: float(value) for key, value in trainer.callback_metrics.items()
-                                if key.startswith("val0_epoch/")})
+        metrics = {key.split("/", 1)[1]: float(value) for key, value in trainer.callback_metrics.items()
+                   if key.startswith("val0_epoch/")}
+        if trainer.optimizers:  # the learning rate this epoch trained with (a schedule may lower it after)
+            metrics["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
+        self.validation.append(metrics)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps({"train_seconds_per_epoch": self.times, "elapsed_seconds": self.elapsed,
                                          "validation": self.validation}))

@@ -177,3 +177,39 @@ def _memory_status_kb(pid: int) -> Dict[str, int]:
     except (OSError, ValueError):
         pass
     return fields
+
+
+def models_in_turn(pairs: Dict[str, Path], atoms, elements: Sequence[str], workdir: Path, rounds: int = 5,
+                   steps: int = 50, warmup: int = 5, temperature: float = 300.0, timestep_ps: float = 0.001,
+                   bindir: Optional[Path] = None) -> Dict[str, List[float]]:
+    """LAMMPS ms/step of several deployed models on one structure, the models taking turns in one LAMMPS
+    process: each round runs every model for ``warmup`` untimed and ``steps`` timed NVT steps (springs to
+    the start positions keep the work per step the same for every model), so a shared machine's slow
+    spells hit them alike. Returns {name: ms/step of each round}; compare models by the per-round ratios."""
+    from ase.io import write
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    data = workdir / "turns.data"
+    write(data, atoms, format="lammps-data", specorder=list(elements), masses=True, atom_style="atomic")
+    names = list(pairs)
+    turn = "".join(f"pair_coeff * * {pairs[n]} {' '.join(elements)}\nrun {warmup}\nrun {steps}\n" for n in names)
+    inp = workdir / "in.turns"
+    inp.write_text(f"""units metal
+atom_style atomic
+boundary p p p
+read_data {data}
+pair_style allegro-kan
+pair_coeff * * {pairs[names[0]]} {' '.join(elements)}
+velocity all create {temperature} 4928459 mom yes rot yes dist gaussian
+timestep {timestep_ps}
+fix nvt all nvt temp {temperature} {temperature} {100 * timestep_ps}
+fix tether all spring/self 10.0
+thermo 1000
+""" + turn * rounds)
+    runs = [r["ms_per_step"] for r in loop_times(run_lammps(inp, cwd=workdir, bindir=bindir))]
+    if len(runs) != 2 * len(names) * rounds:
+        raise LammpsError(f"expected {2 * len(names) * rounds} runs ({len(names)} models, warm-up and timed, {rounds} "
+                          f"rounds), LAMMPS reported {len(runs)}")
+    timed = runs[1::2]
+    return {n: timed[k::len(names)] for k, n in enumerate(names)}
