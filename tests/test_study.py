@@ -164,7 +164,7 @@ def test_runs_trained_alone_are_collected_and_a_plateau_stops_a_run(tmp_path, ca
     the model; the learning rate is in the curve."""
     write(tmp_path / "ag.extxyz", make_ag_data(n_frames=30, seed=0, equilibration_steps=50, progress=False), format="extxyz")
     stalled = ["chemical_symbols=[Ag]", "training_module.optimizer.lr=1e-30", "plateau_patience=1",
-               "trainer.callbacks.1.min_delta=1e-6"]
+               "trainer.callbacks.2.min_delta=1e-6"]
     (tmp_path / "study.yaml").write_text(yaml.safe_dump({
         "name": "tiny", "data": "ag.extxyz", "validation_frames": 6, "seeds": [1], "max_epochs": 4,
         "energy_references": "least_squares", "md_cost": {"rounds": 2, "steps": 3, "warmup": 1},
@@ -200,3 +200,35 @@ def test_runs_trained_alone_are_collected_and_a_plateau_stops_a_run(tmp_path, ca
     report = (out / "report.md").read_text()
     assert "MD cost" in report and "| stalled | 1/1 | 2 |" in report and "seed 1" in report
     assert (out / "accuracy_vs_cost.png").stat().st_size > 5000
+
+
+@pytest.mark.slow
+def test_a_resumed_run_keeps_its_schedule_and_plateau_count(tmp_path, capsys):
+    """The HfO2 rows' learning-rate schedule and plateau stop survive an interruption: a run that cannot
+    improve (lr 1e-30) halves its lr after every stagnant epoch and stops after 3 of them, at epoch 4,
+    whether it ran in one piece or was stopped after epoch 2 and resumed from last.ckpt."""
+    from kan_mlip.study import load_study, split
+    from kan_mlip.training import run_nequip_train
+
+    write(tmp_path / "ag.extxyz", make_ag_data(n_frames=20, seed=0, equilibration_steps=50, progress=False), format="extxyz")
+    stalled = ["chemical_symbols=[Ag]", "training_module.optimizer.lr=1e-30", "plateau_patience=3", "lr_patience=0",
+               "trainer.callbacks.2.min_delta=1e-6"]
+    spec = {"name": "tiny", "data": "ag.extxyz", "validation_frames": 4, "seeds": [1], "max_epochs": 8,
+            "configs": [{"name": "stalled", "config": "hfo2_allegro_mlp", "overrides": stalled}]}
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(spec))
+    curves = {}
+    for piece in ("whole", "pieces"):
+        out = tmp_path / piece
+        if piece == "pieces":  # the study's own command line, stopped after epoch 2
+            pool, _, _ = split(load_study(tmp_path / "study.yaml"), out / "data")
+            run_nequip_train("hfo2_allegro_mlp", out / "runs" / "stalled_seed1",
+                             [f"data_path={pool}", "max_epochs=2", "seed=1", "trainer.enable_progress_bar=false", *stalled],
+                             quiet=True)
+        assert main(["study", str(tmp_path / "study.yaml"), "-o", str(out)]) == 0
+        row = json.loads((out / "study.json").read_text())["runs"][0]
+        assert row["status"] == "ok" and row["stopped_early"], row
+        curves[piece] = row["curve"]
+    log = capsys.readouterr().out
+    assert "resuming after epoch 2" in log, log
+    for curve in curves.values():
+        assert [p["lr"] for p in curve] == pytest.approx([1e-30, 1e-30, 5e-31, 2.5e-31], rel=1e-12)
