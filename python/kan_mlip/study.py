@@ -481,7 +481,8 @@ def plot_accuracy_vs_cost(rows, table, outdir: Path):
 
 def plot_learning_curves(rows: List[Dict[str, Any]], outdir: Path) -> List[Path]:
     """curves_<config>.png: validation force and energy MAE of every seed against epoch and against
-    training wall time (log scale); a run that stopped on its plateau before max_epochs is marked."""
+    training wall time (log scale), the learning rate of each epoch (dotted, where recorded) and each run's
+    lowest validation force MAE (circle); a run that stopped on its plateau before max_epochs is marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -493,6 +494,7 @@ def plot_learning_curves(rows: List[Dict[str, Any]], outdir: Path) -> List[Path]
         if not runs:
             continue
         fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), sharey="row")
+        lr_axis = axes[1, 0].twinx() if any("lr" in p for r in runs for p in r["curve"]) else None
         for r in runs:
             c = r["curve"]
             epoch = [p["epoch"] for p in c]
@@ -500,8 +502,16 @@ def plot_learning_curves(rows: List[Dict[str, Any]], outdir: Path) -> List[Path]
             label = f"seed {r['seed']}" + (" (plateau stop)" if r.get("stopped_early") else "")
             for row, key, scale in ((0, "forces_mae", 1e3), (1, "per_atom_energy_mae", 1e3)):
                 values = [scale * p.get(key, np.nan) for p in c]
-                axes[row, 0].plot(epoch, values, label=label)
+                line, = axes[row, 0].plot(epoch, values, label=label)
                 axes[row, 1].plot(hours, values, label=label)
+                best = int(np.nanargmin(values)) if np.isfinite(values).any() else None
+                if row == 0 and best is not None:  # the epoch best.ckpt comes from (lowest validation force MAE)
+                    axes[0, 0].plot(epoch[best], values[best], "o", mfc="none", color=line.get_color())
+            if lr_axis is not None:
+                lr_axis.plot(epoch, [p.get("lr", np.nan) for p in c], ":", color=line.get_color())
+        if lr_axis is not None:
+            lr_axis.set_yscale("log")
+            lr_axis.set_ylabel("learning rate (dotted)")
         for ax in axes.flat:
             ax.set_yscale("log")
             ax.grid(alpha=0.3)
