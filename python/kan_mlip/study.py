@@ -490,11 +490,12 @@ def plot_learning_curves(rows: List[Dict[str, Any]], outdir: Path) -> List[Path]
 
     written = []
     for name in dict.fromkeys(r["config"] for r in rows):
-        runs = [r for r in rows if r["config"] == name and r.get("curve")]
+        runs = [r for r in rows if r["config"] == name and r.get("curve")  # a diverged run's curve may be all NaN
+                and any(math.isfinite(p.get("forces_mae", math.nan)) for p in r["curve"])]
         if not runs:
             continue
         fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), sharey="row")
-        lr_axis = axes[1, 0].twinx() if any("lr" in p for r in runs for p in r["curve"]) else None
+        lr_axis = axes[1, 0].twinx() if any(p.get("lr", 0) > 0 for r in runs for p in r["curve"]) else None
         for r in runs:
             c = r["curve"]
             epoch = [p["epoch"] for p in c]
