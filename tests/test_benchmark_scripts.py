@@ -14,13 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py") if not p.name.startswith("mace_"))
 
 
-def assert_script_starts(script: str) -> None:
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_benchmark_script_starts(script):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--help"], capture_output=True, text=True,
                           cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "usage:" in proc.stdout
-
-
-@pytest.mark.parametrize("script", SCRIPTS)
-def test_benchmark_script_starts(script):
-    assert_script_starts(script)

@@ -300,11 +300,16 @@ def _finished_runs(outdir: Path) -> Dict[Any, Dict[str, Any]]:
             if r["status"] not in EVALUATED or Path(r.get("checkpoint", "")).is_file()}
 
 
+def paired_force_ratios(rows, config: str, baseline: str) -> List[tuple]:
+    """(seed, force MAE(config) / force MAE(baseline)) for every seed both have evaluated."""
+    base = {r["seed"]: r["force_mae_meV_per_A"] for r in rows if r["config"] == baseline and r["status"] in EVALUATED}
+    return [(r["seed"], r["force_mae_meV_per_A"] / base[r["seed"]]) for r in rows
+            if r["config"] == config and r["status"] in EVALUATED and r["seed"] in base]
+
+
 def force_ratio_spread(rows, config: str, baseline: str) -> float:
     """Standard deviation over seeds of force MAE(config) / force MAE(baseline), pairing equal seeds."""
-    base = {r["seed"]: r["force_mae_meV_per_A"] for r in rows if r["config"] == baseline and r["status"] in EVALUATED}
-    ratios = [r["force_mae_meV_per_A"] / base[r["seed"]] for r in rows
-              if r["config"] == config and r["status"] in EVALUATED and r["seed"] in base]
+    ratios = [q for _, q in paired_force_ratios(rows, config, baseline)]
     return float(np.std(ratios, ddof=1)) if len(ratios) > 1 else 0.0
 
 
@@ -394,9 +399,7 @@ def _paired_ratio_lines(rows, table, baseline) -> List[str]:
         mlp = baseline(t["config"])
         if not mlp or mlp["config"] == t["config"]:
             continue
-        base = {r["seed"]: r["force_mae_meV_per_A"] for r in rows if r["config"] == mlp["config"] and r["status"] in EVALUATED}
-        pairs = [(r["seed"], r["force_mae_meV_per_A"] / base[r["seed"]]) for r in rows
-                 if r["config"] == t["config"] and r["status"] in EVALUATED and r["seed"] in base]
+        pairs = paired_force_ratios(rows, t["config"], mlp["config"])
         if pairs:
             lines.append(f"- {t['config']} / {mlp['config']}: " + ", ".join(f"seed {s} {q:.3f}" for s, q in pairs))
     return ["", "Force MAE ratio per seed (held-out frames):", ""] + lines if lines else []
