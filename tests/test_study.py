@@ -232,3 +232,32 @@ def test_a_resumed_run_keeps_its_schedule_and_plateau_count(tmp_path, capsys):
     assert "resuming after epoch 2" in log, log
     for curve in curves.values():
         assert [p["lr"] for p in curve] == pytest.approx([1e-30, 1e-30, 5e-31, 2.5e-31], rel=1e-12)
+
+
+def test_status_reads_where_every_run_stands(tmp_path, capsys):
+    """--status trains nothing: an unfinished run shows its epochs, best validation force MAE, lr and plateau
+    count (from last.ckpt's EarlyStopping state), a finished one its state, the rest 'not started'."""
+    import torch
+
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": "tiny", "data": "nope.extxyz", "seeds": [1, 2], "max_epochs": 9,
+                                                     "configs": ["allegro_mlp", "allegro_kan_readout"]}))
+    (tmp_path / "nope.extxyz").touch()  # not read
+    curve = {"elapsed_seconds": [1800.0, 3600.0, 5400.0],
+             "validation": [{"forces_mae": 0.3, "lr": 0.01}, {"forces_mae": 0.2, "lr": 0.01}, {"forces_mae": 0.25, "lr": 0.005}]}
+    run = tmp_path / "out" / "runs" / "allegro_mlp_seed2"
+    run.mkdir(parents=True)
+    (run / "epoch_times.json").write_text(json.dumps(curve))
+    torch.save({"epoch": 2, "callbacks": {"EarlyStopping{'monitor': 'val0_epoch/weighted_sum', 'mode': 'min'}":
+                                          {"wait_count": 1, "patience": 15}}}, run / "last.ckpt")
+    done = tmp_path / "out" / "runs" / "allegro_kan_readout_seed1"
+    done.mkdir(parents=True)
+    (done / "result.json").write_text(json.dumps({"config": "allegro_kan_readout", "seed": 1, "status": "ok", "stopped_early": True,
+                                                  "curve": [{"forces_mae": 0.1, "elapsed_seconds": 7200.0, "lr": 1e-3}]}))
+    assert main(["study", str(tmp_path / "s.yaml"), "-o", str(tmp_path / "out"), "--status"]) == 0
+    out = capsys.readouterr().out
+    assert not (tmp_path / "out" / "data").exists()  # nothing split, nothing trained
+    lines = {line[:44].strip(): line[44:].split() for line in out.splitlines()[2:6]}
+    assert lines["allegro_mlp seed 1"] == ["not", "started", "0/9", "-", "-", "-", "-"]
+    assert lines["allegro_mlp seed 2"] == ["unfinished", "3/9", "200.0", "meV/Å", "(ep", "2)", "0.005", "1/15", "1.50"]
+    assert lines["allegro_kan_readout seed 1"] == ["finished", "*", "1/9", "100.0", "meV/Å", "(ep", "1)", "0.001", "-", "2.00"]
+    assert "2 not started" in out.splitlines()[0]

@@ -43,6 +43,11 @@ def _study(args) -> int:
 
     spec = load_study(args.study)
     outdir = Path(args.outdir or Path("reports") / spec["name"])
+    if args.status:
+        from .study import format_status, study_status
+
+        print(format_status(spec, study_status(spec, outdir), outdir))
+        return 0
     run_study(spec, outdir, config_dir=args.config_dir, only=args.only)
     if args.only:
         print(f"run {args.only[0]} seed {args.only[1]} done: {outdir / 'runs'}; the report: the same command without --only")
@@ -241,6 +246,9 @@ def main(argv=None) -> int:
     p.add_argument("--only", nargs=2, metavar=("CONFIG", "SEED"), default=None,
                    help="train and evaluate this one run, leave the report alone (run several at once in separate "
                         "processes; then call again without --only to collect them and write the report)")
+    p.add_argument("--status", action="store_true",
+                   help="train nothing: print where every run stands (state, epochs, best validation force MAE, "
+                        "learning rate, plateau count, training hours), read from the output folder")
     p.set_defaults(func=_study)
 
     p = sub.add_parser("demo", help="EMT Ag data -> train a KAN-readout Allegro -> evaluate -> kan-deploy -> equation of "

@@ -40,7 +40,8 @@ untrained value is reported as unstable (listed with its numbers, not plotted).
 
 ``--only CONFIG SEED`` trains and evaluates that one run (writing its result.json) and leaves the report
 alone, so several runs of one study can train at the same time in separate processes; a later call
-without ``--only`` collects them and writes the report.
+without ``--only`` collects them and writes the report. ``--status`` trains nothing and prints where every
+run stands (state, epochs, best validation force MAE, learning rate, plateau count, training hours).
 """
 
 import gzip
@@ -287,6 +288,77 @@ def _resumable(run_dir: Path, max_epochs: int):
     except Exception:  # a checkpoint cut short by the interruption: start the run again
         return None
     return (last, epochs) if epochs < max_epochs else None
+
+
+def study_status(spec: Dict[str, Any], outdir: Path) -> List[Dict[str, Any]]:
+    """Where every run of a study stands, read from its folder (nothing is trained or loaded but the
+    checkpoint's counters): state (not started | unfinished | finished | diverged | failed | unstable),
+    epochs done, lowest validation force MAE and its epoch, learning rate of the last epoch, the plateau
+    count (epochs since the stopping rule's monitor last improved, and its patience) and training hours."""
+    outdir = Path(outdir)
+    done = {(r["config"], r["seed"]): r for r in
+            (json.loads(p.read_text()) for p in sorted(outdir.glob("runs/*/result.json")))}
+    out = []
+    for entry, seed in ((_entry(c), s) for c in spec["configs"] for s in spec["seeds"]):
+        name = entry["name"]
+        run_dir = outdir / "runs" / f"{name}_seed{seed}"
+        row: Dict[str, Any] = {"config": name, "seed": seed, "max_epochs": int(spec["max_epochs"]), "epochs": 0}
+        row_done = done.get((name, seed))
+        curve = row_done.get("curve") if row_done else None
+        if curve is None and (run_dir / "epoch_times.json").is_file():
+            from .training import learning_curve
+
+            curve = learning_curve(run_dir)
+        if row_done:
+            row["state"] = "finished" if row_done["status"] == "ok" else row_done["status"]
+            row["stopped_early"] = bool(row_done.get("stopped_early"))
+        else:
+            row["state"] = "unfinished" if curve else "not started"
+        if curve:
+            forces = [p.get("forces_mae", math.nan) for p in curve]
+            best = int(np.nanargmin(forces)) if np.isfinite(forces).any() else None
+            row.update(epochs=len(curve), hours=curve[-1]["elapsed_seconds"] / 3600, lr=curve[-1].get("lr"),
+                       best_force_mae=forces[best] if best is not None else math.nan,
+                       best_epoch=best + 1 if best is not None else None)
+        if row["state"] == "unfinished":
+            row.update(_plateau_count(run_dir / "last.ckpt"))
+        out.append(row)
+    return out
+
+
+def _plateau_count(last: Path) -> Dict[str, int]:
+    """{plateau_wait, plateau_patience} from an EarlyStopping callback's state in a checkpoint, if any."""
+    if not last.is_file():
+        return {}
+    try:
+        import torch
+
+        callbacks = torch.load(str(last), map_location="cpu", weights_only=False).get("callbacks", {})
+    except Exception:  # being written right now, or cut short: no count
+        return {}
+    for key, state in callbacks.items():
+        if key.startswith("EarlyStopping") and "wait_count" in state:
+            return {"plateau_wait": int(state["wait_count"]), "plateau_patience": int(state["patience"])}
+    return {}
+
+
+def format_status(spec, rows: List[Dict[str, Any]], outdir: Path) -> str:
+    counts = {s: sum(r["state"] == s for r in rows) for s in dict.fromkeys(r["state"] for r in rows)}
+    lines = [f"study {spec['name']} ({outdir}): {len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()),
+             f"{'run':<44} {'state':<12} {'epochs':>8} {'best val force MAE':>22} {'lr':>8} {'plateau':>8} {'train h':>8}"]
+    for r in rows:
+        best = (f"{1e3 * r['best_force_mae']:.1f} meV/Å (ep {r['best_epoch']})"
+                if r.get("best_epoch") else "-")
+        plateau = f"{r['plateau_wait']}/{r['plateau_patience']}" if "plateau_patience" in r else "-"
+        state = r["state"] + (" *" if r.get("stopped_early") else "")
+        lines.append(f"{r['config'] + ' seed ' + str(r['seed']):<44} {state:<12} "
+                     f"{str(r['epochs']) + '/' + str(r['max_epochs']):>8} {best:>22} "
+                     f"{(format(r['lr'], '.2g') if r.get('lr') else '-'):>8} {plateau:>8} "
+                     f"{(format(r['hours'], '.2f') if 'hours' in r else '-'):>8}")
+    lines.append("* stopped on its validation plateau before max_epochs. plateau: epochs since the stopping rule's "
+                 "monitor last improved / its patience. An unfinished run resumes from its last.ckpt on the next "
+                 "call without --status.")
+    return "\n".join(lines)
 
 
 def _finished_runs(outdir: Path) -> Dict[Any, Dict[str, Any]]:
