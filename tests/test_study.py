@@ -79,7 +79,7 @@ def test_blow_up_flags_runs_that_left_the_basin():
 def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, capsys):
     """A run stopped after 2 of 4 epochs (its last.ckpt in the study folder, no row) continues from epoch 3
     and ends where the same run without interruption ends, within run-to-run noise."""
-    from kan_mlip.training import learning_curve, run_nequip_train
+    from kan_mlip.training import learning_curve, read_val_metrics, run_nequip_train
 
     write(tmp_path / "ag.extxyz", make_ag_data(n_frames=40, seed=0, equilibration_steps=50, progress=False), format="extxyz")
     spec = {"name": "tiny", "data": "ag.extxyz", "validation_fraction": 0.2, "seeds": [1], "max_epochs": 4,
@@ -96,7 +96,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, capsys):
     pool, _, _ = split(load_study(tmp_path / "study.yaml"), pieces / "data")
     run_nequip_train("allegro_mlp", run, [f"data_path={pool}", "max_epochs=2", "seed=1",
                                           "trainer.enable_progress_bar=false"], quiet=True)
-    first = learning_curve(run)
+    first, logged = learning_curve(run), read_val_metrics(run)
     assert len(first) == 2 and not (pieces / "study.json").exists()
     capsys.readouterr()
     assert main(["study", str(tmp_path / "study.yaml"), "-o", str(pieces)]) == 0
@@ -110,6 +110,9 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, capsys):
     assert [p["forces_mae"] for p in resumed["curve"][:2]] == [p["forces_mae"] for p in first]
     elapsed = [p["elapsed_seconds"] for p in resumed["curve"]]
     assert elapsed == sorted(elapsed) and elapsed[1] == first[1]["elapsed_seconds"]
+    # the logger's metrics of the first piece (the untrained validation, the first epochs) are kept
+    again = read_val_metrics(run)
+    assert again[: len(logged)] == logged and len(again) > len(logged) and logged[0]["step"] == 0
     # epochs 3-4 went on from the checkpoint: far below the untrained error, as the uninterrupted run
     ratio = resumed["force_mae_meV_per_A"] / uninterrupted["force_mae_meV_per_A"]
     assert 0.7 < ratio < 1.4, ratio

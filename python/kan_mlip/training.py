@@ -41,6 +41,7 @@ def run_nequip_train(config_name: str, run_dir: Path, overrides: Sequence[str] =
             reported = len(read_epoch_times(run_dir))
         except (OSError, ValueError, KeyError):
             pass
+        _keep_earlier_metrics(run_dir)
     with open(log, "a" if resume else "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh if quiet else None, stderr=subprocess.STDOUT if quiet else None, env=os.environ.copy())
         try:
@@ -71,13 +72,26 @@ def _new_epochs(run_dir: Path, reported: int, on_epoch: Callable[[int, float], N
 
 
 def read_val_metrics(run_dir: Path) -> List[Dict[str, float]]:
-    """Validation rows of the CSVLogger's metrics.csv, in order: [{'step':..., 'forces_mae':...}, ...]."""
+    """Validation rows of the CSVLogger's metrics.csv, in order: [{'step':..., 'forces_mae':...}, ...];
+    for a resumed run, the rows of its earlier pieces (metrics.0.csv, metrics.1.csv, ...) first."""
+    folder = Path(run_dir) / "csv" / "version_0"
+    pieces = sorted(folder.glob("metrics.*.csv"), key=lambda f: int(f.suffixes[0][1:]))
     rows = []
-    with open(Path(run_dir) / "csv" / "version_0" / "metrics.csv") as fh:
-        for row in csv.DictReader(fh):
-            if row.get("val0_epoch/forces_mae"):
-                rows.append({k.split("/", 1)[-1]: float(v) for k, v in row.items() if v != "" and (k.startswith("val0_epoch/") or k in ("epoch", "step"))})
+    for path in [*pieces, folder / "metrics.csv"]:
+        with open(path) as fh:
+            for row in csv.DictReader(fh):
+                if row.get("val0_epoch/forces_mae"):
+                    rows.append({k.split("/", 1)[-1]: float(v) for k, v in row.items()
+                                 if v != "" and (k.startswith("val0_epoch/") or k in ("epoch", "step"))})
     return rows
+
+
+def _keep_earlier_metrics(run_dir: Path) -> None:
+    """Lightning's CSVLogger deletes an existing metrics.csv when a resumed run opens it: keep each
+    piece's as metrics.<k>.csv (k = 0, 1, ... in order), which read_val_metrics reads first."""
+    for current in Path(run_dir).glob("csv/*/metrics.csv"):
+        k = len(list(current.parent.glob("metrics.*.csv")))
+        current.rename(current.with_name(f"metrics.{k}.csv"))
 
 
 class EpochTimer(lightning.Callback):
