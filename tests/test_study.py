@@ -210,6 +210,10 @@ def test_a_resumed_run_keeps_its_schedule_and_plateau_count(tmp_path, capsys):
     """The HfO2 rows' learning-rate schedule and plateau stop survive an interruption: a run that cannot
     improve (lr 1e-30) halves its lr after every stagnant epoch and stops after 3 of them, at epoch 4,
     whether it ran in one piece or was stopped after epoch 2 and resumed from last.ckpt."""
+    import shutil
+
+    import torch
+
     from kan_mlip.study import load_study, split
     from kan_mlip.training import run_nequip_train
 
@@ -222,17 +226,21 @@ def test_a_resumed_run_keeps_its_schedule_and_plateau_count(tmp_path, capsys):
     curves = {}
     for piece in ("whole", "pieces"):
         out = tmp_path / piece
-        if piece == "pieces":  # the study's own command line, stopped after epoch 2
+        if piece == "pieces":  # the study's own command line, stopped after epoch 2, in a folder since moved
             pool, _, _ = split(load_study(tmp_path / "study.yaml"), out / "data")
-            run_nequip_train("hfo2_allegro_mlp", out / "runs" / "stalled_seed1",
+            run_nequip_train("hfo2_allegro_mlp", tmp_path / "elsewhere" / "stalled_seed1",
                              [f"data_path={pool}", "max_epochs=2", "seed=1", "trainer.enable_progress_bar=false", *stalled],
                              quiet=True)
+            shutil.move(tmp_path / "elsewhere", out / "runs")
         assert main(["study", str(tmp_path / "study.yaml"), "-o", str(out)]) == 0
         row = json.loads((out / "study.json").read_text())["runs"][0]
         assert row["status"] == "ok" and row["stopped_early"], row
         curves[piece] = row["curve"]
+        # no epoch was better than the first: best.ckpt is still epoch 1's, though the run was moved between pieces
+        assert torch.load(str(out / "runs" / "stalled_seed1" / "best.ckpt"), weights_only=False)["epoch"] == 0
+        assert not list((out / "runs" / "stalled_seed1").glob("best-v*.ckpt"))  # nor saved a second "best"
     log = capsys.readouterr().out
-    assert "resuming after epoch 2" in log, log
+    assert "resuming after epoch 2" in log and "the run was moved" in log, log
     for curve in curves.values():
         assert [p["lr"] for p in curve] == pytest.approx([1e-30, 1e-30, 5e-31, 2.5e-31], rel=1e-12)
 

@@ -143,7 +143,7 @@ def run_study(spec: Dict[str, Any], outdir: Path, log=print, config_dir=None, on
     seed) of the one run to train and evaluate; the report is then not written."""
     from .evaluation import errors, load_checkpoint_model, predict
     from .resources import find_config
-    from .training import learning_curve, read_val_metrics, run_nequip_train
+    from .training import learning_curve, read_val_metrics, relocate_checkpoint, run_nequip_train
 
     runs = [(_entry(c), s) for c in spec["configs"] for s in spec["seeds"]]
     if only is not None:
@@ -176,6 +176,8 @@ def run_study(spec: Dict[str, Any], outdir: Path, log=print, config_dir=None, on
             log(f"[{k}/{len(runs)}] {name} seed {seed}: already done, reused ({done[(name, seed)]['status']})")
             continue
         resume = _resumable(run_dir, int(spec["max_epochs"]))
+        if resume and relocate_checkpoint(resume[0], run_dir):
+            log(f"[{k}/{len(runs)}] {name} seed {seed}: {resume[0].name} points at {run_dir} (the run was moved)")
         log(f"[{k}/{len(runs)}] {name} seed {seed}: " + (f"resuming after epoch {resume[1]}" if resume else "training")
             + f" (up to {spec['max_epochs']} epochs) in {run_dir}")
         row: Dict[str, Any] = {"config": name, "seed": seed, "status": "ok"}

@@ -86,6 +86,34 @@ def read_val_metrics(run_dir: Path) -> List[Dict[str, float]]:
     return rows
 
 
+def relocate_checkpoint(ckpt: Path, run_dir: Path) -> bool:
+    """Point the ModelCheckpoint states in ``ckpt`` at ``run_dir`` if the run was moved (a copied or cloned
+    study folder). Lightning drops a checkpoint callback's best score when its folder changed, and the
+    first epoch after resuming would then replace best.ckpt whether or not it is better. Returns whether
+    the file was rewritten (atomically)."""
+    import torch
+
+    ckpt, new = Path(ckpt), str(Path(run_dir).resolve())
+    state = torch.load(str(ckpt), map_location="cpu", weights_only=False)
+    moved = False
+    for key, cb in state.get("callbacks", {}).items():
+        old = cb.get("dirpath") if key.startswith("ModelCheckpoint") else None
+        if not old or old == new:
+            continue
+        here = lambda p: new + p[len(old):] if isinstance(p, str) and p.startswith(old) else p  # noqa: E731
+        for field in ("dirpath", "best_model_path", "kth_best_model_path", "last_model_path"):
+            if field in cb:
+                cb[field] = here(cb[field])
+        if isinstance(cb.get("best_k_models"), dict):
+            cb["best_k_models"] = {here(p): v for p, v in cb["best_k_models"].items()}
+        moved = True
+    if moved:
+        tmp = ckpt.with_name(ckpt.name + ".relocating")
+        torch.save(state, str(tmp))
+        os.replace(tmp, ckpt)
+    return moved
+
+
 def _keep_earlier_metrics(run_dir: Path) -> None:
     """Lightning's CSVLogger deletes an existing metrics.csv when a resumed run opens it: keep each
     piece's as metrics.<k>.csv (k = 0, 1, ... in order), which read_val_metrics reads first."""
