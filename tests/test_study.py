@@ -272,3 +272,32 @@ def test_status_reads_where_every_run_stands(tmp_path, capsys):
     assert lines["allegro_mlp seed 2"] == ["unfinished", "3/9", "200.0", "meV/Å", "(ep", "2)", "0.005", "1/15", "1.50"]
     assert lines["allegro_kan_readout seed 1"] == ["finished", "*", "1/9", "100.0", "meV/Å", "(ep", "1)", "0.001", "-", "2.00"]
     assert "2 not started" in out.splitlines()[0]
+
+
+def test_report_gives_the_paper_layout_beside_the_papers_values(tmp_path):
+    """Configs entries with label and paper values: a table in eV units, our ratio to the MLP beside the paper's."""
+    from kan_mlip.study import load_study, write_report
+
+    (tmp_path / "d.extxyz").touch()
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({
+        "name": "t", "data": "d.extxyz", "seeds": [1, 2], "paper_table": "Table 5",
+        "configs": [{"config": "allegro_mlp", "label": "Allegro", "paper": {"energy_mae": 0.164, "force_mae": 0.074}},
+                    {"config": "allegro_kan_readout", "label": "Allegro KAN output", "paper": {"force_mae": 0.054}},
+                    "allegro_kan_all_bspline"]}))
+    spec = load_study(tmp_path / "s.yaml")
+    force = {("allegro_mlp", 1): 100.0, ("allegro_mlp", 2): 120.0, ("allegro_kan_readout", 1): 90.0,
+             ("allegro_kan_readout", 2): 96.0, ("allegro_kan_all_bspline", 1): 200.0, ("allegro_kan_all_bspline", 2): 220.0}
+    rows = [{"config": c, "seed": s, "status": "ok", "force_mae_meV_per_A": f, "energy_mae_meV_per_atom": 2.0 * s,
+             "train_force_mae_meV_per_A": f, "train_energy_mae_meV_per_atom": 1.0, "train_seconds": 10.0, "parameters": 11488}
+            for (c, s), f in force.items()]
+    write_report(spec, rows, [None] * 5, tmp_path, plots=False)
+    table = {line.split(" | ")[0].strip("| "): [c.strip() for c in line.split("|")[2:-1]]
+             for line in (tmp_path / "report.md").read_text().splitlines()
+             if line.startswith("| Allegro") or line.startswith("| allegro_kan_all")}
+    assert table["Allegro"] == ["0.0030 ± 0.0014", "0.1100 ± 0.0141", "11,488", "-", "0.164", "0.074", "1.000", "1.000"]
+    assert table["Allegro KAN output"][1:2] + table["Allegro KAN output"][4:] == ["0.0930 ± 0.0042", "-", "0.054", "0.845", "0.730"]
+    assert table["allegro_kan_all_bspline"][-2:] == ["1.909", "-"]
+    with pytest.raises(ValueError, match="energy_mae"):
+        (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": "t", "data": "d.extxyz",
+                                                         "configs": [{"config": "allegro_mlp", "paper": {"force": 1}}]}))
+        load_study(tmp_path / "s.yaml")

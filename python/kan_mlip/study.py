@@ -22,6 +22,12 @@ evaluating each saved model on that held-out set.
     energy_references: config      # config: the config's own energy shifts | least_squares: per-element
                                    # references fitted to the training pool (see energy_references())
     md_cost: {rounds: 5, steps: 50, warmup: 5}   # optional: LAMMPS ms/step of every configuration (below)
+    paper_table: Table 5           # optional: the paper table the study repeats (named in the report)
+
+A configs entry may also carry ``label`` (its name in the paper-layout table) and ``paper``: the paper's
+values for that row, ``{energy_mae: eV/atom, force_mae: eV/Å}``; with them the report adds a table in
+the paper's layout and units, our values beside the paper's and each row's force ratio to its MLP
+beside the paper's ratio.
 
 With ``md_cost``, the report also gives the MD cost of every configuration: the best model of its
 lowest-seed run deployed (kan-deploy, the training dtype) into models/, and the models timed taking turns
@@ -61,7 +67,7 @@ EVALUATED = ("ok", "unstable")  # runs with a saved model and held-out errors
 
 DEFAULTS = {"validation_fraction": 0.1, "validation_frames": None, "pool_frames": None, "train_eval_frames": 100,
             "seeds": [1], "max_epochs": 5, "overrides": [], "split_seed": 0, "energy_references": "config",
-            "md_cost": None}
+            "md_cost": None, "paper_table": None}
 ENERGY_REFERENCES = ("config", "least_squares")
 
 
@@ -81,6 +87,8 @@ def load_study(path) -> Dict[str, Any]:
     for key in ("validation_frames", "pool_frames"):
         if spec[key] is not None and int(spec[key]) < 1:
             raise ValueError(f"{key} must be a positive number of frames, got {spec[key]}")
+    for item in spec["configs"]:
+        _entry(item)  # every entry well formed, before any work
     return spec
 
 
@@ -135,7 +143,12 @@ def _entry(item) -> Dict[str, Any]:
     if "config" not in item:
         raise ValueError(f"a study configs entry needs 'config', got {item}")
     config = str(item["config"])
-    return {"name": item.get("name", Path(config).stem), "config": config, "overrides": list(item.get("overrides", []))}
+    paper = item.get("paper")
+    if paper is not None and not (isinstance(paper, dict) and set(paper) <= {"energy_mae", "force_mae"}):
+        raise ValueError(f"a configs entry's 'paper' takes energy_mae (eV/atom) and force_mae (eV/Å), got {paper!r}")
+    name = item.get("name", Path(config).stem)
+    return {"name": name, "config": config, "overrides": list(item.get("overrides", [])),
+            "label": str(item.get("label", name)), "paper": paper}
 
 
 def run_study(spec: Dict[str, Any], outdir: Path, log=print, config_dir=None, only=None) -> List[Dict[str, Any]]:
@@ -440,6 +453,7 @@ def write_report(spec, rows, val, outdir: Path, plots: bool = True) -> None:
               f"Status 'unstable': the validation force MAE rose above {BLOW_UP:g}x its untrained value during "
               "training; such rows are listed but not plotted."]
     lines += _paired_ratio_lines(rows, table, baseline) + _plateau_lines(spec, rows, table) + _cost_lines(rows, table)
+    lines += _paper_lines(spec, rows, table, baseline)
     notes = [r for r in rows if r["status"] != "ok"]
     if notes:
         lines += ["", "Runs not ok:", ""] + [f"- {r['config']} seed {r['seed']}: {r['status']}: {r.get('error', '')}" for r in notes]
@@ -464,6 +478,33 @@ def write_report(spec, rows, val, outdir: Path, plots: bool = True) -> None:
         best = min((r for r in rows if r["status"] == "ok"), key=lambda r: r["force_mae_meV_per_A"])
         model = load_checkpoint_model(best["checkpoint"])
         parity_plot(val, predict(model, val), outdir / "parity_best.png", title=f"best: {best['config']} seed {best['seed']}")
+
+
+def _paper_lines(spec, rows, table, baseline) -> List[str]:
+    """The table in the paper's layout (eV/atom, eV/Å; one row per configuration, by its label), beside
+    the paper's values where the study file gives them (configs entries' ``paper``), and each row's ratio
+    to its MLP next to the paper's ratio."""
+    entries = {e["name"]: e for e in map(_entry, spec["configs"])}
+    if not any(e["paper"] for e in entries.values()):
+        return []
+    cost = {r["config"]: r["md_cost"]["median_ms_per_step"] for r in rows if r.get("md_cost")}
+    lines = ["", f"In the paper's layout ({spec['paper_table'] or 'the paper'}): mean ± standard deviation over "
+                 "seeds on the held-out frames; the paper's values beside ours.", "",
+             "| model | energy MAE (eV/atom) | force MAE (eV/Å) | parameters | LAMMPS ms/step | "
+             "paper: energy MAE (eV/atom) | paper: force MAE (eV/Å) | force MAE / MLP | paper: force MAE / MLP |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for t in (t for t in table if t["ok"]):
+        entry, mlp = entries.get(t["config"], {}), baseline(t["config"])
+        paper, mlp_paper = entry.get("paper") or {}, (entries.get(mlp["config"], {}).get("paper") or {}) if mlp else {}
+        ours = f"{t['force_mae_meV_per_A'] / mlp['force_mae_meV_per_A']:.3f}" if mlp else "-"
+        theirs = (f"{paper['force_mae'] / mlp_paper['force_mae']:.3f}"
+                  if "force_mae" in paper and "force_mae" in mlp_paper else "-")
+        lines.append(f"| {entry.get('label', t['config'])} | {t['energy_mae_meV_per_atom'] / 1e3:.4f} ± "
+                     f"{t['energy_mae_meV_per_atom_std'] / 1e3:.4f} | {t['force_mae_meV_per_A'] / 1e3:.4f} ± "
+                     f"{t['force_mae_meV_per_A_std'] / 1e3:.4f} | {t['parameters']:,.0f} | "
+                     f"{format(cost[t['config']], '.1f') if t['config'] in cost else '-'} | "
+                     f"{paper.get('energy_mae', '-')} | {paper.get('force_mae', '-')} | {ours} | {theirs} |")
+    return lines
 
 
 def _paired_ratio_lines(rows, table, baseline) -> List[str]:
