@@ -301,3 +301,27 @@ def test_report_gives_the_paper_layout_beside_the_papers_values(tmp_path):
         (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": "t", "data": "d.extxyz",
                                                          "configs": [{"config": "allegro_mlp", "paper": {"force": 1}}]}))
         load_study(tmp_path / "s.yaml")
+
+
+def test_a_run_claimed_by_another_process_is_left_to_it(tmp_path, capsys):
+    """Two processes never train one run at once: while a run's claim (flock) is held elsewhere, --only and
+    the collecting call leave it alone, --status says 'training', and the report names it as missing."""
+    from kan_mlip.study import claim
+
+    write(tmp_path / "ag.extxyz", make_ag_data(n_frames=12, seed=0, equilibration_steps=10, progress=False), format="extxyz")
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": "tiny", "data": "ag.extxyz", "validation_frames": 4,
+                                                     "seeds": [1], "max_epochs": 1, "configs": ["allegro_mlp"]}))
+    out, run = tmp_path / "out", tmp_path / "out" / "runs" / "allegro_mlp_seed1"
+    with claim(run) as holder:  # the claim is an flock on an open file: a second open in this process conflicts too
+        assert holder is None
+        with claim(run) as other:
+            assert other is not None and other.startswith("pid ")
+        assert main(["study", str(tmp_path / "s.yaml"), "-o", str(out), "--only", "allegro_mlp", "1"]) == 0
+        assert "being trained by another process" in capsys.readouterr().out
+        assert main(["study", str(tmp_path / "s.yaml"), "-o", str(out), "--status"]) == 0
+        assert "training" in capsys.readouterr().out.splitlines()[2]
+        assert main(["study", str(tmp_path / "s.yaml"), "-o", str(out)]) == 0
+        assert "Not in this report: 1 runs still being trained" in (out / "report.md").read_text()
+        assert not (run / "result.json").exists() and not (run / "epoch_times.json").exists()
+    with claim(run) as holder:  # released with the holder's file
+        assert holder is None

@@ -48,8 +48,10 @@ def _study(args) -> int:
 
         print(format_status(spec, study_status(spec, outdir), outdir))
         return 0
-    run_study(spec, outdir, config_dir=args.config_dir, only=args.only)
-    if args.only:
+    rows = run_study(spec, outdir, config_dir=args.config_dir, only=args.only)
+    if args.only and not rows:
+        print(f"run {args.only[0]} seed {args.only[1]} is being trained by another process: nothing done")
+    elif args.only:
         print(f"run {args.only[0]} seed {args.only[1]} done: {outdir / 'runs'}; the report: the same command without --only")
     else:
         print(f"report: {outdir / 'report.md'} (plots: errors.png, parity_best.png; data: study.json)")

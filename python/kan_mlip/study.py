@@ -46,15 +46,20 @@ untrained value is reported as unstable (listed with its numbers, not plotted).
 
 ``--only CONFIG SEED`` trains and evaluates that one run (writing its result.json) and leaves the report
 alone, so several runs of one study can train at the same time in separate processes; a later call
-without ``--only`` collects them and writes the report. ``--status`` trains nothing and prints where every
+without ``--only`` collects them and writes the report. A process claims each run it trains (an flock
+on runs/<run>/train.lock, gone when the process ends): a run another process is training is left to
+it, and named in the report as missing, never trained twice at once. ``--status`` trains nothing and prints where every
 run stands (state, epochs, best validation force MAE, learning rate, plateau count, training hours).
 """
 
+import contextlib
+import fcntl
 import gzip
 import io
 import json
 import math
 import os
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -154,9 +159,8 @@ def _entry(item) -> Dict[str, Any]:
 def run_study(spec: Dict[str, Any], outdir: Path, log=print, config_dir=None, only=None) -> List[Dict[str, Any]]:
     """Config names are looked up in ``config_dir`` (default: the shipped configs). ``only``: (config name,
     seed) of the one run to train and evaluate; the report is then not written."""
-    from .evaluation import errors, load_checkpoint_model, predict
     from .resources import find_config
-    from .training import learning_curve, read_val_metrics, relocate_checkpoint, run_nequip_train
+    from .training import read_val_metrics
 
     runs = [(_entry(c), s) for c in spec["configs"] for s in spec["seeds"]]
     if only is not None:
@@ -176,67 +180,123 @@ def run_study(spec: Dict[str, Any], outdir: Path, log=print, config_dir=None, on
         log("per-element energy references (least squares over the training pool): "
             + ", ".join(f"{z} {e:.4f} eV" for z, e in refs.items()))
         overrides.append(_shift_override(refs))
-    done = _finished_runs(outdir)
-    rows = []
+    rows, busy = [], []
     for k, (entry, seed) in enumerate(runs, 1):
-        name, config = entry["name"], entry["config"]
-        cfg_dir, cfg_name = found[config]
+        name, tag = entry["name"], f"[{k}/{len(runs)}] {entry['name']} seed {seed}"
         run_dir = outdir / "runs" / f"{name}_seed{seed}"
-        if (name, seed) in done:
-            if done[(name, seed)]["status"] == "ok":
-                done[(name, seed)].update(_blow_up(read_val_metrics(run_dir)))
-            rows.append(done[(name, seed)])
-            log(f"[{k}/{len(runs)}] {name} seed {seed}: already done, reused ({done[(name, seed)]['status']})")
-            continue
-        resume = _resumable(run_dir, int(spec["max_epochs"]))
-        if resume and relocate_checkpoint(resume[0], run_dir):
-            log(f"[{k}/{len(runs)}] {name} seed {seed}: {resume[0].name} points at {run_dir} (the run was moved)")
-        log(f"[{k}/{len(runs)}] {name} seed {seed}: " + (f"resuming after epoch {resume[1]}" if resume else "training")
-            + f" (up to {spec['max_epochs']} epochs) in {run_dir}")
-        row: Dict[str, Any] = {"config": name, "seed": seed, "status": "ok"}
-        t0 = time.time()
-        try:
-            run_nequip_train(cfg_name, run_dir, [f"data_path={pool}", f"max_epochs={spec['max_epochs']}", f"seed={seed}",
-                                                 "trainer.enable_progress_bar=false", *overrides, *entry["overrides"],
-                                                 *([f"++ckpt_path={resume[0]}"] if resume else [])],
-                             config_dir=cfg_dir, quiet=True, resume=bool(resume),
-                             on_epoch=lambda e, sec: log(f"    epoch {e}/{spec['max_epochs']} trained ({sec:.0f} s)"))
-            curve = learning_curve(run_dir)
-            # training wall time over all pieces of an interrupted run (the pauses between them not counted)
-            row["train_seconds"] = curve[-1]["elapsed_seconds"] if curve else time.time() - t0
-            row["epochs"] = len(curve)
-            row["stopped_early"] = len(curve) < int(spec["max_epochs"])
-            row["curve"] = curve
-            metrics = read_val_metrics(run_dir)
-            if any(not math.isfinite(v) for m in metrics[1:] for v in m.values()):
-                raise FloatingPointError("validation metrics became NaN/inf during training")
-            row.update(_blow_up(metrics))
-            model = load_checkpoint_model(run_dir / "best.ckpt")
-            row["parameters"] = sum(p.numel() for p in model.parameters())
-            pred = predict(model, val)
-            if not all(np.isfinite(e) for e in pred["energy"]):
-                raise FloatingPointError("the saved model predicts NaN/inf")
-            row.update(errors(val, pred))
-            row.update({f"train_{k}": v for k, v in errors(train_eval, predict(model, train_eval)).items()})
-            row["checkpoint"] = str(run_dir / "best.ckpt")
-            log(f"[{k}/{len(runs)}] {name} seed {seed}: energy MAE {row['energy_mae_meV_per_atom']:.3f} meV/atom, "
-                f"force MAE {row['force_mae_meV_per_A']:.2f} meV/Å, {row['train_seconds']:.0f} s"
-                + (f" -- UNSTABLE: {row['error']}" if row["status"] == "unstable" else ""))
-        except FloatingPointError as exc:
-            row.update(status="diverged", error=str(exc), train_seconds=time.time() - t0)
-            log(f"[{k}/{len(runs)}] {name} seed {seed}: DIVERGED ({exc})")
-        except Exception as exc:  # the study goes on with the other configurations
-            row.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:500], train_seconds=time.time() - t0)
-            log(f"[{k}/{len(runs)}] {name} seed {seed}: FAILED {row['error'][:200]}")
+        with claim(run_dir) as holder:
+            if holder is not None:
+                log(f"{tag}: being trained by another process ({holder}), left to it")
+                busy.append(f"{name} seed {seed}")
+                continue
+            row = _finished_runs(outdir).get((name, seed))  # read under the claim: another process may just have finished it
+            if row is not None:
+                if row["status"] == "ok":
+                    row.update(_blow_up(read_val_metrics(run_dir)))
+                log(f"{tag}: already done, reused ({row['status']})")
+            else:
+                cfg_dir, cfg_name = found[entry["config"]]
+                row = _train_and_evaluate(spec, entry, seed, run_dir, pool, overrides, cfg_dir, cfg_name, val, train_eval,
+                                          tag, log)
+                (run_dir / "result.json").write_text(json.dumps(row, indent=1, default=str))
         rows.append(row)
-        (run_dir / "result.json").write_text(json.dumps(row, indent=1, default=str))
         if only is None:
-            write_report(spec, rows, val, outdir, plots=False)  # a partial report survives an interrupted study
+            write_report(spec, rows, val, outdir, plots=False, busy=busy)  # a partial report survives an interrupted study
     if only is None:
         if spec["md_cost"]:
             measure_md_cost(spec, rows, val, outdir, log=log)
-        write_report(spec, rows, val, outdir)
+        write_report(spec, rows, val, outdir, busy=busy)
     return rows
+
+
+def _train_and_evaluate(spec, entry, seed, run_dir: Path, pool, overrides, cfg_dir, cfg_name, val, train_eval, tag,
+                        log) -> Dict[str, Any]:
+    """Train one run (resuming it from its last.ckpt if it was interrupted) and evaluate its best checkpoint
+    on the held-out frames and on ``train_eval``: the run's row."""
+    from .evaluation import errors, load_checkpoint_model, predict
+    from .training import learning_curve, read_val_metrics, relocate_checkpoint, run_nequip_train
+
+    resume = _resumable(run_dir, int(spec["max_epochs"]))
+    if resume and relocate_checkpoint(resume[0], run_dir):
+        log(f"{tag}: {resume[0].name} points at {run_dir} (the run was moved)")
+    log(f"{tag}: " + (f"resuming after epoch {resume[1]}" if resume else "training")
+        + f" (up to {spec['max_epochs']} epochs) in {run_dir}")
+    row: Dict[str, Any] = {"config": entry["name"], "seed": seed, "status": "ok"}
+    t0 = time.time()
+    try:
+        run_nequip_train(cfg_name, run_dir, [f"data_path={pool}", f"max_epochs={spec['max_epochs']}", f"seed={seed}",
+                                             "trainer.enable_progress_bar=false", *overrides, *entry["overrides"],
+                                             *([f"++ckpt_path={resume[0]}"] if resume else [])],
+                         config_dir=cfg_dir, quiet=True, resume=bool(resume),
+                         on_epoch=lambda e, sec: log(f"    epoch {e}/{spec['max_epochs']} trained ({sec:.0f} s)"))
+        curve = learning_curve(run_dir)
+        # training wall time over all pieces of an interrupted run (the pauses between them not counted)
+        row["train_seconds"] = curve[-1]["elapsed_seconds"] if curve else time.time() - t0
+        row["epochs"] = len(curve)
+        row["stopped_early"] = len(curve) < int(spec["max_epochs"])
+        row["curve"] = curve
+        metrics = read_val_metrics(run_dir)
+        if any(not math.isfinite(v) for m in metrics[1:] for v in m.values()):
+            raise FloatingPointError("validation metrics became NaN/inf during training")
+        row.update(_blow_up(metrics))
+        model = load_checkpoint_model(run_dir / "best.ckpt")
+        row["parameters"] = sum(p.numel() for p in model.parameters())
+        pred = predict(model, val)
+        if not all(np.isfinite(e) for e in pred["energy"]):
+            raise FloatingPointError("the saved model predicts NaN/inf")
+        row.update(errors(val, pred))
+        row.update({f"train_{k}": v for k, v in errors(train_eval, predict(model, train_eval)).items()})
+        row["checkpoint"] = str(run_dir / "best.ckpt")
+        log(f"{tag}: energy MAE {row['energy_mae_meV_per_atom']:.3f} meV/atom, "
+            f"force MAE {row['force_mae_meV_per_A']:.2f} meV/Å, {row['train_seconds']:.0f} s"
+            + (f" -- UNSTABLE: {row['error']}" if row["status"] == "unstable" else ""))
+    except FloatingPointError as exc:
+        row.update(status="diverged", error=str(exc), train_seconds=time.time() - t0)
+        log(f"{tag}: DIVERGED ({exc})")
+    except Exception as exc:  # the study goes on with the other configurations
+        row.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:500], train_seconds=time.time() - t0)
+        log(f"{tag}: FAILED {row['error'][:200]}")
+    return row
+
+
+LOCK = "train.lock"
+
+
+@contextlib.contextmanager
+def claim(run_dir: Path):
+    """Hold RUN_DIR/train.lock (an flock, released when the process ends, however it ends) while this
+    process trains or collects the run. Yields None when the claim is ours, else the holder's description
+    (another process is training the run: it must not be trained twice at once)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            yield fh.read().strip() or "pid unknown"
+            return
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
+            fh.flush()
+            yield None
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _claimed_elsewhere(run_dir: Path) -> bool:
+    """Whether another process holds the run's claim right now (training it)."""
+    if not (Path(run_dir) / LOCK).is_file():
+        return False
+    with open(Path(run_dir) / LOCK, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
 
 
 def measure_md_cost(spec, rows, val, outdir: Path, log=print) -> Dict[str, Dict[str, Any]]:
@@ -307,7 +367,8 @@ def _resumable(run_dir: Path, max_epochs: int):
 
 def study_status(spec: Dict[str, Any], outdir: Path) -> List[Dict[str, Any]]:
     """Where every run of a study stands, read from its folder (nothing is trained or loaded but the
-    checkpoint's counters): state (not started | unfinished | finished | diverged | failed | unstable),
+    checkpoint's counters): state (not started | training (by another process, now) | unfinished | finished |
+    diverged | failed | unstable),
     epochs done, lowest validation force MAE and its epoch, learning rate of the last epoch, the plateau
     count (epochs since the stopping rule's monitor last improved, and its patience) and training hours."""
     outdir = Path(outdir)
@@ -327,6 +388,8 @@ def study_status(spec: Dict[str, Any], outdir: Path) -> List[Dict[str, Any]]:
         if row_done:
             row["state"] = "finished" if row_done["status"] == "ok" else row_done["status"]
             row["stopped_early"] = bool(row_done.get("stopped_early"))
+        elif _claimed_elsewhere(run_dir):
+            row["state"] = "training"
         else:
             row["state"] = "unfinished" if curve else "not started"
         if curve:
@@ -335,7 +398,7 @@ def study_status(spec: Dict[str, Any], outdir: Path) -> List[Dict[str, Any]]:
             row.update(epochs=len(curve), hours=curve[-1]["elapsed_seconds"] / 3600, lr=curve[-1].get("lr"),
                        best_force_mae=forces[best] if best is not None else math.nan,
                        best_epoch=best + 1 if best is not None else None)
-        if row["state"] == "unfinished":
+        if row["state"] in ("unfinished", "training"):
             row.update(_plateau_count(run_dir / "last.ckpt"))
         out.append(row)
     return out
@@ -415,7 +478,9 @@ def summary(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return out
 
 
-def write_report(spec, rows, val, outdir: Path, plots: bool = True) -> None:
+def write_report(spec, rows, val, outdir: Path, plots: bool = True, busy=()) -> None:
+    """report.md (and with ``plots`` its figures) from the rows; ``busy``: runs another process was still
+    training, named in the report as missing from it."""
     import matplotlib
 
     from .evaluation import load_checkpoint_model, parity_plot, predict
@@ -454,6 +519,9 @@ def write_report(spec, rows, val, outdir: Path, plots: bool = True) -> None:
               "training; such rows are listed but not plotted."]
     lines += _paired_ratio_lines(rows, table, baseline) + _plateau_lines(spec, rows, table) + _cost_lines(rows, table)
     lines += _paper_lines(spec, rows, table, baseline)
+    if busy:
+        lines += ["", f"Not in this report: {len(busy)} runs still being trained by other processes when it was "
+                      "written (" + ", ".join(busy) + ")."]
     notes = [r for r in rows if r["status"] != "ok"]
     if notes:
         lines += ["", "Runs not ok:", ""] + [f"- {r['config']} seed {r['seed']}: {r['status']}: {r.get('error', '')}" for r in notes]
