@@ -325,3 +325,26 @@ def test_a_run_claimed_by_another_process_is_left_to_it(tmp_path, capsys):
         assert not (run / "result.json").exists() and not (run / "epoch_times.json").exists()
     with claim(run) as holder:  # released with the holder's file
         assert holder is None
+
+
+@pytest.mark.slow
+def test_jobs_train_runs_in_parallel_processes_then_collect(tmp_path, capsys):
+    """--jobs 2: the two runs train at the same time in their own processes (their training spans overlap),
+    their output comes back prefixed by run, and the report is written from both."""
+    write(tmp_path / "ag.extxyz", make_ag_data(n_frames=24, seed=0, equilibration_steps=20, progress=False), format="extxyz")
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": "tiny", "data": "ag.extxyz", "validation_frames": 4, "seeds": [1],
+                                                     "max_epochs": 2, "configs": ["allegro_mlp", "allegro_kan_readout"]}))
+    out = tmp_path / "out"
+    assert main(["study", str(tmp_path / "s.yaml"), "-o", str(out), "--jobs", "2", "--only", "allegro_mlp", "1"]) == 2
+    assert main(["study", str(tmp_path / "s.yaml"), "-o", str(out), "--jobs", "2"]) == 0
+    log = capsys.readouterr().out
+    assert "[allegro_kan_readout 1]     epoch 2/2 trained" in log and "[allegro_mlp 1]     epoch 1/2 trained" in log, log
+    assert "already done, reused" in log  # the collecting call trained nothing again
+    rows = json.loads((out / "study.json").read_text())["runs"]
+    assert sorted((r["config"], r["status"]) for r in rows) == [("allegro_kan_readout", "ok"), ("allegro_mlp", "ok")]
+    spans = []
+    for r in rows:  # from the start of training to the end of the last epoch, by the files' clocks
+        run = out / "runs" / f"{r['config']}_seed1"
+        end = (run / "epoch_times.json").stat().st_mtime
+        spans.append((end - r["train_seconds"], end))
+    assert max(a for a, _ in spans) < min(b for _, b in spans), spans

@@ -48,6 +48,15 @@ def _study(args) -> int:
 
         print(format_status(spec, study_status(spec, outdir), outdir))
         return 0
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.jobs > 1 and args.only:
+        raise ValueError("--jobs trains several runs at once; --only trains one: give one of them")
+    if args.jobs > 1:
+        from .study import train_in_parallel
+
+        for run, code in train_in_parallel(args.study, spec, outdir, args.jobs, config_dir=args.config_dir):
+            print(f"run {run} failed (exit code {code}); collecting the others", file=sys.stderr)
     rows = run_study(spec, outdir, config_dir=args.config_dir, only=args.only)
     if args.only and not rows:
         print(f"run {args.only[0]} seed {args.only[1]} is being trained by another process: nothing done")
@@ -248,6 +257,9 @@ def main(argv=None) -> int:
     p.add_argument("--only", nargs=2, metavar=("CONFIG", "SEED"), default=None,
                    help="train and evaluate this one run, leave the report alone (run several at once in separate "
                         "processes; then call again without --only to collect them and write the report)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="train N runs at a time, each in its own process (seed by seed), then collect them and write "
+                        "the report; set OMP_NUM_THREADS (e.g. 1 with N = cores), else each gets cores / N (default: 1)")
     p.add_argument("--status", action="store_true",
                    help="train nothing: print where every run stands (state, epochs, best validation force MAE, "
                         "learning rate, plateau count, training hours), read from the output folder")

@@ -44,6 +44,9 @@ in study.json and plotted per configuration (curves_<config>.png). A run whose
 metrics turn NaN is reported as diverged; one whose validation force MAE rises above 10x its
 untrained value is reported as unstable (listed with its numbers, not plotted).
 
+``--jobs N`` trains N runs at a time, each in its own process (as ``--only`` below), then collects them
+and writes the report: ``OMP_NUM_THREADS=1 kan-mlip study STUDY --jobs 2`` on a 2-core machine.
+
 ``--only CONFIG SEED`` trains and evaluates that one run (writing its result.json) and leaves the report
 alone, so several runs of one study can train at the same time in separate processes; a later call
 without ``--only`` collects them and writes the report. A process claims each run it trains (an flock
@@ -207,6 +210,54 @@ def run_study(spec: Dict[str, Any], outdir: Path, log=print, config_dir=None, on
             measure_md_cost(spec, rows, val, outdir, log=log)
         write_report(spec, rows, val, outdir, busy=busy)
     return rows
+
+
+def train_in_parallel(study_file, spec: Dict[str, Any], outdir: Path, jobs: int, config_dir=None, log=print) -> List[tuple]:
+    """Train the runs of a study not yet finished in up to ``jobs`` processes at once, each
+    ``kan-mlip study STUDY_FILE -o OUTDIR --only CONFIG SEED`` (which claims its run, resumes it if it was
+    interrupted and writes its result.json); seed by seed, so every configuration's first seed comes
+    first. Their output is forwarded, each line prefixed by its run. Without OMP_NUM_THREADS in the
+    environment, each process gets the machine's cores divided by ``jobs``. Returns the (run, exit code)
+    of the processes that failed."""
+    import subprocess
+    import sys
+    import threading
+
+    done = _finished_runs(Path(outdir).resolve())
+    todo = [(e["name"], s) for s in spec["seeds"] for e in map(_entry, spec["configs"]) if (e["name"], s) not in done]
+    env = os.environ.copy()
+    if "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    log(f"study {spec['name']}: {len(todo)} runs to train, {jobs} at a time, OMP_NUM_THREADS={env['OMP_NUM_THREADS']} each")
+
+    def forward(proc, tag):
+        for line in proc.stdout:
+            log(f"[{tag}] {line.rstrip()}")
+
+    active, failed = [], []
+    try:
+        while todo or active:
+            while todo and len(active) < jobs:
+                name, seed = todo.pop(0)
+                cmd = [sys.executable, "-m", "kan_mlip.cli", "study", str(study_file), "-o", str(outdir),
+                       "--only", name, str(seed), *(["--config-dir", str(config_dir)] if config_dir else [])]
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                reader = threading.Thread(target=forward, args=(proc, f"{name} {seed}"), daemon=True)
+                reader.start()
+                active.append((proc, reader, f"{name} seed {seed}"))
+            time.sleep(0.5)
+            for item in [a for a in active if a[0].poll() is not None]:
+                item[1].join()
+                active.remove(item)
+                if item[0].returncode:
+                    failed.append((item[2], item[0].returncode))
+                    log(f"[{item[2]}] exited with code {item[0].returncode}")
+    finally:
+        for proc, _, _ in active:  # interrupted: stop the runs (each resumes from its last.ckpt next time)
+            proc.terminate()
+        for proc, _, _ in active:
+            proc.wait()
+    return failed
 
 
 def _train_and_evaluate(spec, entry, seed, run_dir: Path, pool, overrides, cfg_dir, cfg_name, val, train_eval, tag,
