@@ -202,6 +202,8 @@ def test_runs_trained_alone_are_collected_and_a_plateau_stops_a_run(tmp_path, ca
     assert load_deployed(out / "models" / "stalled.pt")[1]["model_dtype"] == "float32"
     report = (out / "report.md").read_text()
     assert "MD cost" in report and "| stalled | 1/1 | 2 |" in report and "seed 1" in report
+    median = np.median([p["train_seconds"] for p in row["curve"]])  # each epoch's time in training batches
+    assert next(line for line in report.splitlines() if line.startswith("| stalled | 1/1")).endswith(f"| {median:.0f} |")
     assert (out / "accuracy_vs_cost.png").stat().st_size > 5000
 
 

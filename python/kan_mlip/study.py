@@ -163,7 +163,7 @@ def run_study(spec: Dict[str, Any], outdir: Path, log=print, config_dir=None, on
     """Config names are looked up in ``config_dir`` (default: the shipped configs). ``only``: (config name,
     seed) of the one run to train and evaluate; the report is then not written."""
     from .resources import find_config
-    from .training import read_val_metrics
+    from .training import learning_curve, read_val_metrics
 
     runs = [(_entry(c), s) for c in spec["configs"] for s in spec["seeds"]]
     if only is not None:
@@ -196,6 +196,8 @@ def run_study(spec: Dict[str, Any], outdir: Path, log=print, config_dir=None, on
             if row is not None:
                 if row["status"] == "ok":
                     row.update(_blow_up(read_val_metrics(run_dir)))
+                if row.get("curve") and (run_dir / "epoch_times.json").is_file():
+                    row["curve"] = learning_curve(run_dir)  # the run's own record, read as this version reads it
                 log(f"{tag}: already done, reused ({row['status']})")
             else:
                 cfg_dir, cfg_name = found[entry["config"]]
@@ -654,7 +656,8 @@ def _plateau_lines(spec, rows, table) -> List[str]:
     if not ok:
         return []
     lines = ["", "| configuration | stopped on its plateau | epochs | validation force MAE reached (meV/Å) | "
-                 "epochs to reach it | training hours to reach it |", "|---|---|---|---|---|---|"]
+                 "epochs to reach it | training hours to reach it | median s per training epoch |",
+             "|---|---|---|---|---|---|---|"]
     target = max(min(p.get("forces_mae", math.inf) for p in r["curve"]) for r in ok)
     for t in table:
         runs = [r for r in ok if r["config"] == t["config"]]
@@ -663,11 +666,19 @@ def _plateau_lines(spec, rows, table) -> List[str]:
         reached = [time_to_reach(r["curve"], target) for r in runs]
         lines.append(f"| {t['config']} | {sum(bool(r.get('stopped_early')) for r in runs)}/{len(runs)} | "
                      f"{' '.join(str(r['epochs']) for r in runs)} | {1e3 * target:.1f} | "
-                     f"{np.mean([e for e, _ in reached]):.0f} | {np.mean([sec for _, sec in reached]) / 3600:.2f} |")
+                     f"{np.mean([e for e, _ in reached]):.0f} | {np.mean([sec for _, sec in reached]) / 3600:.2f} | "
+                     f"{_median_epoch_seconds(runs):.0f} |")
     lines += ["", f"A run that ends before max_epochs ({spec['max_epochs']}) stopped on its validation plateau (the "
               "config's stopping rule); one that reached max_epochs did not meet it. Validation here: "
-              "nequip-train's split of the training pool, as in the learning curves (curves_*.png)."]
+              "nequip-train's split of the training pool, as in the learning curves (curves_*.png). Hours are "
+              "wall time and carry the machine's load while the runs trained; the median time of a training "
+              "epoch (batches only, over all epochs of all seeds) is the steadier measure of training cost."]
     return lines
+
+
+def _median_epoch_seconds(runs) -> float:
+    seconds = [p.get("train_seconds", math.nan) for r in runs for p in r["curve"]]
+    return float(np.nanmedian(seconds)) if np.isfinite(seconds).any() else math.nan
 
 
 def _cost_lines(rows, table) -> List[str]:

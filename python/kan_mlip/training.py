@@ -183,8 +183,10 @@ def read_epoch_times(run_dir: Path) -> List[float]:
 
 
 def learning_curve(run_dir: Path) -> List[Dict[str, float]]:
-    """Per finished epoch: {epoch, elapsed_seconds, forces_mae, per_atom_energy_mae, ...}, the validation
-    after it (EpochTimer's record, which a resumed run continues)."""
+    """Per finished epoch: {epoch, elapsed_seconds, train_seconds, forces_mae, per_atom_energy_mae, ...}: the
+    wall time since training began, the epoch's time in training batches and the validation after it
+    (EpochTimer's record, which a resumed run continues)."""
     saved = json.loads((Path(run_dir) / "epoch_times.json").read_text())
-    return [dict(val, epoch=e + 1, elapsed_seconds=t)
+    train = saved.get("train_seconds_per_epoch", [])
+    return [dict(val, epoch=e + 1, elapsed_seconds=t, train_seconds=train[e] if e < len(train) else math.nan)
             for e, (t, val) in enumerate(zip(saved.get("elapsed_seconds", []), saved.get("validation", [])))]
