@@ -476,14 +476,14 @@ def _plateau_count(last: Path) -> Dict[str, int]:
 def format_status(spec, rows: List[Dict[str, Any]], outdir: Path) -> str:
     counts = {s: sum(r["state"] == s for r in rows) for s in dict.fromkeys(r["state"] for r in rows)}
     lines = [f"study {spec['name']} ({outdir}): {len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()),
-             f"{'run':<44} {'state':<12} {'epochs':>8} {'best val force MAE':>22} {'lr':>8} {'plateau':>8} {'train h':>8}"]
+             f"{'run':<44} {'state':<12} {'epochs':>8} {'best val force MAE':>23} {'lr':>8} {'plateau':>8} {'train h':>8}"]
     for r in rows:
         best = (f"{1e3 * r['best_force_mae']:.1f} meV/Å (ep {r['best_epoch']})"
                 if r.get("best_epoch") else "-")
         plateau = f"{r['plateau_wait']}/{r['plateau_patience']}" if "plateau_patience" in r else "-"
         state = r["state"] + (" *" if r.get("stopped_early") else "")
         lines.append(f"{r['config'] + ' seed ' + str(r['seed']):<44} {state:<12} "
-                     f"{str(r['epochs']) + '/' + str(r['max_epochs']):>8} {best:>22} "
+                     f"{str(r['epochs']) + '/' + str(r['max_epochs']):>8} {best:>23} "
                      f"{(format(r['lr'], '.2g') if r.get('lr') else '-'):>8} {plateau:>8} "
                      f"{(format(r['hours'], '.2f') if 'hours' in r else '-'):>8}")
     lines.append("* stopped on its validation plateau before max_epochs. plateau: epochs since the stopping rule's "
