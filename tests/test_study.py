@@ -264,7 +264,9 @@ def test_status_reads_where_every_run_stands(tmp_path, capsys):
                                           {"wait_count": 1, "patience": 15}}}, run / "last.ckpt")
     done = tmp_path / "out" / "runs" / "allegro_kan_readout_seed1"
     done.mkdir(parents=True)
+    (done / "best.ckpt").touch()  # a finished run is one whose checkpoint is there
     (done / "result.json").write_text(json.dumps({"config": "allegro_kan_readout", "seed": 1, "status": "ok", "stopped_early": True,
+                                                  "checkpoint": str(done / "best.ckpt"),
                                                   "curve": [{"forces_mae": 0.1, "elapsed_seconds": 7200.0, "lr": 1e-3}]}))
     assert main(["study", str(tmp_path / "s.yaml"), "-o", str(tmp_path / "out"), "--status"]) == 0
     out = capsys.readouterr().out

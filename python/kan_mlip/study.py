@@ -323,9 +323,7 @@ def claim(run_dir: Path):
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / LOCK, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _try_lock(fh):
             fh.seek(0)
             yield fh.read().strip() or "pid unknown"
             return
@@ -344,12 +342,19 @@ def _claimed_elsewhere(run_dir: Path) -> bool:
     if not (Path(run_dir) / LOCK).is_file():
         return False
     with open(Path(run_dir) / LOCK, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _try_lock(fh):
             return True
         fcntl.flock(fh, fcntl.LOCK_UN)
     return False
+
+
+def _try_lock(fh) -> bool:
+    """Take the exclusive flock on an open file without waiting; False if another open file holds it."""
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def measure_md_cost(spec, rows, val, outdir: Path, log=print) -> Dict[str, Dict[str, Any]]:
@@ -425,8 +430,7 @@ def study_status(spec: Dict[str, Any], outdir: Path) -> List[Dict[str, Any]]:
     epochs done, lowest validation force MAE and its epoch, learning rate of the last epoch, the plateau
     count (epochs since the stopping rule's monitor last improved, and its patience) and training hours."""
     outdir = Path(outdir)
-    done = {(r["config"], r["seed"]): r for r in
-            (json.loads(p.read_text()) for p in sorted(outdir.glob("runs/*/result.json")))}
+    done = _finished_runs(outdir)  # what a collecting call would reuse
     out = []
     for entry, seed in ((_entry(c), s) for c in spec["configs"] for s in spec["seeds"]):
         name = entry["name"]
