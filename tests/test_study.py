@@ -278,6 +278,22 @@ def test_status_reads_where_every_run_stands(tmp_path, capsys):
     assert "2 not started" in out.splitlines()[0]
 
 
+def test_a_finished_run_is_reused_from_a_moved_or_cloned_study_folder(tmp_path):
+    """A row records its checkpoint's absolute path; in a clone of the study folder elsewhere the run is still
+    finished (not trained again), and its checkpoint is the clone's."""
+    from kan_mlip.study import _finished_runs
+
+    done = tmp_path / "clone" / "runs" / "allegro_mlp_seed1"
+    done.mkdir(parents=True)
+    (done / "best.ckpt").touch()
+    (done / "result.json").write_text(json.dumps({
+        "config": "allegro_mlp", "seed": 1, "status": "ok",
+        "checkpoint": str(tmp_path / "original" / "runs" / "allegro_mlp_seed1" / "best.ckpt")}))
+    assert _finished_runs(tmp_path / "clone")[("allegro_mlp", 1)]["checkpoint"] == str(done / "best.ckpt")
+    (done / "best.ckpt").unlink()  # no checkpoint anywhere: not finished
+    assert ("allegro_mlp", 1) not in _finished_runs(tmp_path / "clone")
+
+
 def test_report_gives_the_paper_layout_beside_the_papers_values(tmp_path):
     """Configs entries with label and paper values: a table in eV units, our ratio to the MLP beside the paper's."""
     from kan_mlip.study import load_study, write_report

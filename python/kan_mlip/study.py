@@ -498,11 +498,15 @@ def format_status(spec, rows: List[Dict[str, Any]], outdir: Path) -> str:
 
 def _finished_runs(outdir: Path) -> Dict[Any, Dict[str, Any]]:
     """Rows of an earlier (interrupted) study in outdir, and of runs trained alone (--only: their
-    result.json), whose checkpoint still exists."""
+    result.json), whose checkpoint still exists: in outdir's own runs/ folder, wherever the row was written."""
     rows = []
     if (outdir / "study.json").exists():
         rows += json.loads((outdir / "study.json").read_text())["runs"]
     rows += [json.loads(p.read_text()) for p in sorted(outdir.glob("runs/*/result.json"))]
+    for r in rows:
+        if r.get("checkpoint"):  # recorded as an absolute path: the study folder may have been moved or cloned since
+            here = outdir / "runs" / f"{r['config']}_seed{r['seed']}" / Path(r["checkpoint"]).name
+            r["checkpoint"] = str(here if here.is_file() else r["checkpoint"])
     return {(r["config"], r["seed"]): r for r in rows
             if r["status"] not in EVALUATED or Path(r.get("checkpoint", "")).is_file()}
 
