@@ -186,7 +186,7 @@ def run_study(spec: Dict[str, Any], outdir: Path, log=print, config_dir=None, on
     rows, busy = [], []
     for k, (entry, seed) in enumerate(runs, 1):
         name, tag = entry["name"], f"[{k}/{len(runs)}] {entry['name']} seed {seed}"
-        run_dir = outdir / "runs" / f"{name}_seed{seed}"
+        run_dir = _run_dir(outdir, name, seed)
         with claim(run_dir) as holder:
             if holder is not None:
                 log(f"{tag}: being trained by another process ({holder}), left to it")
@@ -434,7 +434,7 @@ def study_status(spec: Dict[str, Any], outdir: Path) -> List[Dict[str, Any]]:
     out = []
     for entry, seed in ((_entry(c), s) for c in spec["configs"] for s in spec["seeds"]):
         name = entry["name"]
-        run_dir = outdir / "runs" / f"{name}_seed{seed}"
+        run_dir = _run_dir(outdir, name, seed)
         row: Dict[str, Any] = {"config": name, "seed": seed, "max_epochs": int(spec["max_epochs"]), "epochs": 0}
         row_done = done.get((name, seed))
         curve = row_done.get("curve") if row_done else None
@@ -496,6 +496,11 @@ def format_status(spec, rows: List[Dict[str, Any]], outdir: Path) -> str:
     return "\n".join(lines)
 
 
+def _run_dir(outdir: Path, name: str, seed) -> Path:
+    """Where the run of configs entry ``name`` with ``seed`` trains and keeps its checkpoints and records."""
+    return Path(outdir) / "runs" / f"{name}_seed{seed}"
+
+
 def _finished_runs(outdir: Path) -> Dict[Any, Dict[str, Any]]:
     """Rows of an earlier (interrupted) study in outdir, and of runs trained alone (--only: their
     result.json), whose checkpoint still exists: in outdir's own runs/ folder, wherever the row was written."""
@@ -505,7 +510,7 @@ def _finished_runs(outdir: Path) -> Dict[Any, Dict[str, Any]]:
     rows += [json.loads(p.read_text()) for p in sorted(outdir.glob("runs/*/result.json"))]
     for r in rows:
         if r.get("checkpoint"):  # recorded as an absolute path: the study folder may have been moved or cloned since
-            here = outdir / "runs" / f"{r['config']}_seed{r['seed']}" / Path(r["checkpoint"]).name
+            here = _run_dir(outdir, r["config"], r["seed"]) / Path(r["checkpoint"]).name
             r["checkpoint"] = str(here if here.is_file() else r["checkpoint"])
     return {(r["config"], r["seed"]): r for r in rows
             if r["status"] not in EVALUATED or Path(r.get("checkpoint", "")).is_file()}
