@@ -302,12 +302,14 @@ def test_report_gives_the_paper_layout_beside_the_papers_values(tmp_path):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({
         "name": "t", "data": "d.extxyz", "seeds": [1, 2], "paper_table": "Table 5",
         "configs": [{"config": "allegro_mlp", "label": "Allegro", "paper": {"energy_mae": 0.164, "force_mae": 0.074}},
-                    {"config": "allegro_kan_readout", "label": "Allegro KAN output", "paper": {"force_mae": 0.054}},
+                    {"config": "allegro_kan_readout", "label": "Allegro KAN output",
+                     "paper": {"energy_mae": 0.104, "force_mae": 0.054}},
                     "allegro_kan_all_bspline"]}))
     spec = load_study(tmp_path / "s.yaml")
     force = {("allegro_mlp", 1): 100.0, ("allegro_mlp", 2): 120.0, ("allegro_kan_readout", 1): 90.0,
              ("allegro_kan_readout", 2): 96.0, ("allegro_kan_all_bspline", 1): 200.0, ("allegro_kan_all_bspline", 2): 220.0}
-    rows = [{"config": c, "seed": s, "status": "ok", "force_mae_meV_per_A": f, "energy_mae_meV_per_atom": 2.0 * s,
+    energy = {"allegro_mlp": 2.0, "allegro_kan_readout": 1.5, "allegro_kan_all_bspline": 3.0}  # x seed (meV/atom)
+    rows = [{"config": c, "seed": s, "status": "ok", "force_mae_meV_per_A": f, "energy_mae_meV_per_atom": energy[c] * s,
              "train_force_mae_meV_per_A": f, "train_energy_mae_meV_per_atom": 1.0, "train_seconds": 10.0, "parameters": 11488}
             for (c, s), f in force.items()]
     from ase import Atoms
@@ -318,9 +320,10 @@ def test_report_gives_the_paper_layout_beside_the_papers_values(tmp_path):
              if line.startswith("| Allegro") or line.startswith("| allegro_kan_all")}
     # energy 2 and 4 meV/atom over the seeds: 0.192 and 0.384 eV per 96-atom frame
     assert table["Allegro"] == ["0.0030 ± 0.0014", "0.288 ± 0.136", "0.1100 ± 0.0141", "11,488", "-", "0.164", "0.074",
-                                "1.000", "1.000"]
-    assert table["Allegro KAN output"][2:3] + table["Allegro KAN output"][5:] == ["0.0930 ± 0.0042", "-", "0.054", "0.845", "0.730"]
-    assert table["allegro_kan_all_bspline"][-2:] == ["1.909", "-"]
+                                "1.000", "1.000", "1.000", "1.000"]
+    assert table["Allegro KAN output"][2:3] + table["Allegro KAN output"][5:] == [
+        "0.0930 ± 0.0042", "0.104", "0.054", "0.845", "0.730", "0.750", "0.634"]
+    assert table["allegro_kan_all_bspline"][-4:] == ["1.909", "-", "1.500", "-"]
     with pytest.raises(ValueError, match="energy_mae"):
         (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": "t", "data": "d.extxyz",
                                                          "configs": [{"config": "allegro_mlp", "paper": {"force": 1}}]}))

@@ -26,8 +26,8 @@ evaluating each saved model on that held-out set.
 
 A configs entry may also carry ``label`` (its name in the paper-layout table) and ``paper``: the paper's
 values for that row, ``{energy_mae: eV/atom, force_mae: eV/Å}``; with them the report adds a table in
-the paper's layout and units, our values beside the paper's and each row's force ratio to its MLP
-beside the paper's ratio (and, when every held-out frame has N atoms, the energy MAE per N-atom frame).
+the paper's layout and units, our values beside the paper's and each row's force and energy MAE ratios
+to its MLP beside the paper's ratios (and, when every held-out frame has N atoms, the energy MAE per N-atom frame).
 
 With ``md_cost``, the report also gives the MD cost of every configuration: the best model of its
 lowest-seed run deployed (kan-deploy, the training dtype) into models/, and the models timed taking turns
@@ -616,8 +616,8 @@ def write_report(spec, rows, val, outdir: Path, plots: bool = True, busy=()) -> 
 
 def _paper_lines(spec, rows, table, baseline, sizes=frozenset()) -> List[str]:
     """The table in the paper's layout (eV/atom, eV/Å; one row per configuration, by its label), beside
-    the paper's values where the study file gives them (configs entries' ``paper``), and each row's ratio
-    to its MLP next to the paper's ratio. ``sizes``: the held-out frames' atom counts; when they are all
+    the paper's values where the study file gives them (configs entries' ``paper``), and each row's force
+    and energy MAE ratios to its MLP next to the paper's ratios. ``sizes``: the held-out frames' atom counts; when they are all
     N, the energy MAE per N-atom frame is given too."""
     entries = {e["name"]: e for e in map(_entry, spec["configs"])}
     if not any(e["paper"] for e in entries.values()):
@@ -630,21 +630,23 @@ def _paper_lines(spec, rows, table, baseline, sizes=frozenset()) -> List[str]:
                 "paper labels its energy column eV/atom; compare its values with both of ours." if n else ""), "",
              "| model | energy MAE (eV/atom) | " + (f"energy MAE (eV per {n}-atom frame) | " if n else "")
              + "force MAE (eV/Å) | parameters | LAMMPS ms/step | "
-             "paper: energy MAE (eV/atom) | paper: force MAE (eV/Å) | force MAE / MLP | paper: force MAE / MLP |",
-             "|---|---|---|---|---|---|---|---|---|" + ("---|" if n else "")]
+             "paper: energy MAE (eV/atom) | paper: force MAE (eV/Å) | force MAE / MLP | paper: force MAE / MLP | "
+             "energy MAE / MLP | paper: energy MAE / MLP |",
+             "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if n else "")]
     for t in (t for t in table if t["ok"]):
         entry, mlp = entries.get(t["config"], {}), baseline(t["config"])
         paper, mlp_paper = entry.get("paper") or {}, (entries.get(mlp["config"], {}).get("paper") or {}) if mlp else {}
-        ours = f"{t['force_mae_meV_per_A'] / mlp['force_mae_meV_per_A']:.3f}" if mlp else "-"
-        theirs = (f"{paper['force_mae'] / mlp_paper['force_mae']:.3f}"
-                  if "force_mae" in paper and "force_mae" in mlp_paper else "-")
+        ratios = []
+        for ours, key in (("force_mae_meV_per_A", "force_mae"), ("energy_mae_meV_per_atom", "energy_mae")):
+            ratios += [f"{t[ours] / mlp[ours]:.3f}" if mlp else "-",
+                       f"{paper[key] / mlp_paper[key]:.3f}" if key in paper and key in mlp_paper else "-"]
         per_frame = (f"{n * t['energy_mae_meV_per_atom'] / 1e3:.3f} ± {n * t['energy_mae_meV_per_atom_std'] / 1e3:.3f} | "
                      if n else "")
         lines.append(f"| {entry.get('label', t['config'])} | {t['energy_mae_meV_per_atom'] / 1e3:.4f} ± "
                      f"{t['energy_mae_meV_per_atom_std'] / 1e3:.4f} | {per_frame}{t['force_mae_meV_per_A'] / 1e3:.4f} ± "
                      f"{t['force_mae_meV_per_A_std'] / 1e3:.4f} | {t['parameters']:,.0f} | "
                      f"{format(cost[t['config']], '.1f') if t['config'] in cost else '-'} | "
-                     f"{paper.get('energy_mae', '-')} | {paper.get('force_mae', '-')} | {ours} | {theirs} |")
+                     f"{paper.get('energy_mae', '-')} | {paper.get('force_mae', '-')} | {' | '.join(ratios)} |")
     return lines
 
 
