@@ -732,12 +732,12 @@ def plot_accuracy_vs_cost(rows, table, outdir: Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    for t in points:
-        x = cost[t["config"]]["median_ms_per_step"]
-        ax.errorbar(x, t["force_mae_meV_per_A"], yerr=t["force_mae_meV_per_A_std"], fmt="o", capsize=4,
-                    color="0.5" if "mlp" in t["config"] else "tab:blue")
-        ax.annotate(t["config"], (x, t["force_mae_meV_per_A"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for k, t in enumerate(points):  # named in the legend (labels beside the points run off the axes)
+        ax.errorbar(cost[t["config"]]["median_ms_per_step"], t["force_mae_meV_per_A"], yerr=t["force_mae_meV_per_A_std"],
+                    fmt="s" if "mlp" in t["config"] else "o", capsize=4, color=f"C{k % 10}", label=t["config"])
+    ax.legend(fontsize=8, title="square: MLP output block", title_fontsize=8)
+    ax.margins(0.15)
     ax.set_xlabel(f"LAMMPS ms/step ({cost[points[0]['config']]['atoms']} atoms, 1 rank)")
     ax.set_ylabel("held-out force MAE (meV/Å)")
     ax.grid(alpha=0.3)
