@@ -206,6 +206,15 @@ def test_runs_trained_alone_are_collected_and_a_plateau_stops_a_run(tmp_path, ca
     assert next(line for line in report.splitlines() if line.startswith("| stalled | 1/1")).endswith(f"| {median:.0f} |")
     assert (out / "accuracy_vs_cost.png").stat().st_size > 5000
 
+    # --reevaluate: every recorded number recomputed from the saved best.ckpt; a record that differs is found
+    assert main(["study", str(tmp_path / "study.yaml"), "-o", str(out), "--reevaluate"]) == 0
+    assert "2 runs re-evaluated from their best.ckpt on 6 held-out frames: every number agrees" in capsys.readouterr().out
+    row["force_mae_meV_per_A"] *= 1.001
+    (run / "result.json").write_text(json.dumps(row))
+    assert main(["study", str(tmp_path / "study.yaml"), "-o", str(out), "--reevaluate"]) == 1
+    log = capsys.readouterr().out
+    assert "stalled seed 1: DIFFER (largest relative difference 1.0e-03)" in log and "allegro_mlp seed 1: agree" in log
+
 
 @pytest.mark.slow
 def test_a_resumed_run_keeps_its_schedule_and_plateau_count(tmp_path, capsys):

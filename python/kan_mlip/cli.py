@@ -48,6 +48,10 @@ def _study(args) -> int:
 
         print(format_status(spec, study_status(spec, outdir), outdir))
         return 0
+    if args.reevaluate:
+        from .study import reevaluate
+
+        return 0 if reevaluate(spec, outdir) else 1
     if args.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
     if args.jobs > 1 and args.only:
@@ -263,6 +267,10 @@ def main(argv=None) -> int:
     p.add_argument("--status", action="store_true",
                    help="train nothing: print where every run stands (state, epochs, best validation force MAE, "
                         "learning rate, plateau count, training hours), read from the output folder")
+    p.add_argument("--reevaluate", action="store_true",
+                   help="train nothing: recompute every finished run's numbers (held-out and training-set errors, "
+                        "parameters) from its saved best.ckpt and compare them with the recorded ones; exit status 1 "
+                        "if any differs")
     p.set_defaults(func=_study)
 
     p = sub.add_parser("demo", help="EMT Ag data -> train a KAN-readout Allegro -> evaluate -> kan-deploy -> equation of "

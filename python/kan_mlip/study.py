@@ -53,6 +53,9 @@ without ``--only`` collects them and writes the report. A process claims each ru
 on runs/<run>/train.lock, gone when the process ends): a run another process is training is left to
 it, and named in the report as missing, never trained twice at once. ``--status`` trains nothing and prints where every
 run stands (state, epochs, best validation force MAE, learning rate, plateau count, training hours).
+``--reevaluate`` trains nothing either: it recomputes every finished run's numbers (parameters, held-out
+and training-set errors) from its best.ckpt and sets them beside the recorded ones, exit status 1 if any
+differs, so a recorded study's numbers can be checked from a clone without training.
 """
 
 import contextlib
@@ -266,7 +269,6 @@ def _train_and_evaluate(spec, entry, seed, run_dir: Path, pool, overrides, cfg_d
                         log) -> Dict[str, Any]:
     """Train one run (resuming it from its last.ckpt if it was interrupted) and evaluate its best checkpoint
     on the held-out frames and on ``train_eval``: the run's row."""
-    from .evaluation import errors, load_checkpoint_model, predict
     from .training import learning_curve, read_val_metrics, relocate_checkpoint, run_nequip_train
 
     resume = _resumable(run_dir, int(spec["max_epochs"]))
@@ -292,13 +294,7 @@ def _train_and_evaluate(spec, entry, seed, run_dir: Path, pool, overrides, cfg_d
         if any(not math.isfinite(v) for m in metrics[1:] for v in m.values()):
             raise FloatingPointError("validation metrics became NaN/inf during training")
         row.update(_blow_up(metrics))
-        model = load_checkpoint_model(run_dir / "best.ckpt")
-        row["parameters"] = sum(p.numel() for p in model.parameters())
-        pred = predict(model, val)
-        if not all(np.isfinite(e) for e in pred["energy"]):
-            raise FloatingPointError("the saved model predicts NaN/inf")
-        row.update(errors(val, pred))
-        row.update({f"train_{k}": v for k, v in errors(train_eval, predict(model, train_eval)).items()})
+        row.update(evaluate_checkpoint(run_dir / "best.ckpt", val, train_eval))
         row["checkpoint"] = str(run_dir / "best.ckpt")
         log(f"{tag}: energy MAE {row['energy_mae_meV_per_atom']:.3f} meV/atom, "
             f"force MAE {row['force_mae_meV_per_A']:.2f} meV/Å, {row['train_seconds']:.0f} s"
@@ -310,6 +306,44 @@ def _train_and_evaluate(spec, entry, seed, run_dir: Path, pool, overrides, cfg_d
         row.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:500], train_seconds=time.time() - t0)
         log(f"{tag}: FAILED {row['error'][:200]}")
     return row
+
+
+def evaluate_checkpoint(checkpoint, val, train_eval) -> Dict[str, Any]:
+    """A run's numbers from its saved model: its parameter count, its errors on the held-out frames ``val``
+    and on the training-set frames ``train_eval`` (keys ``train_*``)."""
+    from .evaluation import errors, load_checkpoint_model, predict
+
+    model = load_checkpoint_model(checkpoint)
+    pred = predict(model, val)
+    if not all(np.isfinite(e) for e in pred["energy"]):
+        raise FloatingPointError("the saved model predicts NaN/inf")
+    return {"parameters": sum(p.numel() for p in model.parameters()), **errors(val, pred),
+            **{f"train_{k}": v for k, v in errors(train_eval, predict(model, train_eval)).items()}}
+
+
+def reevaluate(spec: Dict[str, Any], outdir: Path, log=print, rtol: float = 1e-4) -> bool:
+    """Recompute every finished run's numbers from its best.ckpt on the study's held-out (and training-set)
+    frames and set them beside the numbers its row records (result.json, study.json); trains nothing and
+    writes nothing but the data split. True when every recomputed number agrees with the recorded one to
+    ``rtol`` (relative; the report prints 4-5 significant digits)."""
+    outdir = Path(outdir).resolve()
+    _, val, pool_frames = split(spec, outdir / "data")
+    train_eval = pool_frames[: int(spec["train_eval_frames"])]
+    finished, agree, checked = _finished_runs(outdir), True, 0
+    for entry in map(_entry, spec["configs"]):
+        for seed in spec["seeds"]:
+            tag, row = f"{entry['name']} seed {seed}", finished.get((entry["name"], seed))
+            if row is None or row["status"] not in EVALUATED:
+                log(f"{tag}: {row['status'] if row else 'not finished'}, nothing to re-evaluate")
+                continue
+            new = evaluate_checkpoint(row["checkpoint"], val, train_eval)
+            worst = max(abs(v - row[k]) / max(abs(row[k]), 1e-12) if k in row else math.inf for k, v in new.items())
+            agree, checked = agree and worst <= rtol, checked + 1
+            log(f"{tag}: {'agree' if worst <= rtol else 'DIFFER'} (largest relative difference {worst:.1e}); "
+                "recorded -> recomputed: " + ", ".join(f"{k} {row.get(k, math.nan):.6g} -> {v:.6g}" for k, v in new.items()))
+    log(f"{checked} runs re-evaluated from their best.ckpt on {len(val)} held-out frames: "
+        + ("every number agrees with the record" if agree else f"numbers DIFFER from the record (rtol {rtol:g})"))
+    return agree
 
 
 LOCK = "train.lock"
