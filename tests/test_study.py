@@ -205,6 +205,7 @@ def test_runs_trained_alone_are_collected_and_a_plateau_stops_a_run(tmp_path, ca
     median = np.median([p["train_seconds"] for p in row["curve"]])  # each epoch's time in training batches
     assert next(line for line in report.splitlines() if line.startswith("| stalled | 1/1")).endswith(f"| {median:.0f} |")
     assert (out / "accuracy_vs_cost.png").stat().st_size > 5000
+    assert (out / "curves_all.png").stat().st_size > 5000  # both configurations' learning curves together
 
     # --reevaluate: every recorded number recomputed from the saved best.ckpt; a record that differs is found
     assert main(["study", str(tmp_path / "study.yaml"), "-o", str(out), "--reevaluate"]) == 0

@@ -40,9 +40,9 @@ Runs already finished in the output folder (a best.ckpt and a row in study.json 
 result.json) are reused, and a run that was interrupted resumes from its last checkpoint (last.ckpt: model, optimizer, schedule and epoch),
 so a long study can be carried out in pieces; the report is rewritten after every run. Each run's
 learning curve (validation force and energy MAE against epoch and against training wall time) is kept
-in study.json and plotted per configuration (curves_<config>.png). A run whose
-metrics turn NaN is reported as diverged; one whose validation force MAE rises above 10x its
-untrained value is reported as unstable (listed with its numbers, not plotted).
+in study.json and plotted per configuration (curves_<config>.png) and all together (curves_all.png).
+A run whose metrics turn NaN is reported as diverged; one whose validation force MAE rises above 10x
+its untrained value is reported as unstable (listed with its numbers, not plotted).
 
 ``--jobs N`` trains N runs at a time, each in its own process (as ``--only`` below), then collects them
 and writes the report: ``OMP_NUM_THREADS=1 kan-mlip study STUDY --jobs 2`` on a 2-core machine.
@@ -786,18 +786,21 @@ def plot_accuracy_vs_cost(rows, table, outdir: Path):
 def plot_learning_curves(rows: List[Dict[str, Any]], outdir: Path) -> List[Path]:
     """curves_<config>.png: validation force and energy MAE of every seed against epoch and against
     training wall time (log scale), the learning rate of each epoch (dotted, where recorded) and each run's
-    lowest validation force MAE (circle); a run that stopped on its plateau before max_epochs is marked."""
+    lowest validation force MAE (circle); a run that stopped on its plateau before max_epochs is marked.
+    With more than one configuration also curves_all.png (every configuration's force MAE together)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    written = []
+    written, runs_of = [], {}
     for name in dict.fromkeys(r["config"] for r in rows):
         runs = [r for r in rows if r["config"] == name and r.get("curve")  # a diverged run's curve may be all NaN
                 and any(math.isfinite(p.get("forces_mae", math.nan)) for p in r["curve"])]
         if not runs:
             continue
+        if all(r["status"] == "ok" for r in runs):  # an unstable run's curve would squash the others'
+            runs_of[name] = runs
         fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), sharey="row")
         lr_axis = axes[1, 0].twinx() if any(p.get("lr", 0) > 0 for r in runs for p in r["curve"]) else None
         for r in runs:
@@ -831,4 +834,31 @@ def plot_learning_curves(rows: List[Dict[str, Any]], outdir: Path) -> List[Path]
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
+    if len(runs_of) > 1:
+        written.append(_plot_curves_together(runs_of, outdir, plt))
     return written
+
+
+def _plot_curves_together(runs_of: Dict[str, List[Dict[str, Any]]], outdir: Path, plt) -> Path:
+    """curves_all.png: every run's validation force MAE against epoch and against training wall time, one
+    colour per configuration, so that which trains faster and which ends lower is seen at a glance."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for k, (name, runs) in enumerate(runs_of.items()):
+        for j, r in enumerate(runs):
+            values = [1e3 * p.get("forces_mae", np.nan) for p in r["curve"]]
+            label = name if j == 0 else None
+            axes[0].plot([p["epoch"] for p in r["curve"]], values, color=f"C{k % 10}", lw=1, label=label)
+            axes[1].plot([p["elapsed_seconds"] / 3600 for p in r["curve"]], values, color=f"C{k % 10}", lw=1)
+    best = [1e3 * min(p.get("forces_mae", np.inf) for p in r["curve"]) for runs in runs_of.values() for r in runs]
+    axes[0].set_ylim(0.97 * min(best), 1.5 * max(best))  # the approach to the plateau; the first epochs run off the top
+    for ax, xlabel in zip(axes, ("epoch", "training wall time (h)")):
+        ax.grid(alpha=0.3)
+        ax.set_xlabel(xlabel)
+    axes[0].set_ylabel("validation force MAE (meV/Å)")
+    axes[0].legend(fontsize=8, title="one line per seed", title_fontsize=8)
+    fig.suptitle("learning curves of every configuration (nequip-train's validation split)")
+    fig.tight_layout()
+    path = outdir / "curves_all.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
