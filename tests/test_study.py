@@ -286,6 +286,8 @@ def test_status_reads_where_every_run_stands(tmp_path, capsys):
     assert lines["allegro_mlp seed 2"] == ["unfinished", "3/9", "200.0", "meV/Å", "(ep", "2)", "0.005", "1/15", "1.50"]
     assert lines["allegro_kan_readout seed 1"] == ["finished", "*", "1/9", "100.0", "meV/Å", "(ep", "1)", "0.001", "-", "2.00"]
     assert "2 not started" in out.splitlines()[0]
+    # two runs not started at the finished run's 2.00 h each, and 0.50 h more for the unfinished one
+    assert "About 4.5 run-hours of training left" in out and "(2.00-2.00 h)" in out
 
 
 def test_a_finished_run_is_reused_from_a_moved_or_cloned_study_folder(tmp_path):

@@ -266,7 +266,8 @@ def main(argv=None) -> int:
                         "the report; set OMP_NUM_THREADS (e.g. 1 with N = cores), else each gets cores / N (default: 1)")
     p.add_argument("--status", action="store_true",
                    help="train nothing: print where every run stands (state, epochs, best validation force MAE, "
-                        "learning rate, plateau count, training hours), read from the output folder")
+                        "learning rate, plateau count, training hours) and about how many training hours are left, "
+                        "read from the output folder")
     p.add_argument("--reevaluate", action="store_true",
                    help="train nothing: recompute every finished run's numbers (held-out and training-set errors, "
                         "parameters) from its saved best.ckpt and compare them with the recorded ones; exit status 1 "

@@ -52,7 +52,8 @@ alone, so several runs of one study can train at the same time in separate proce
 without ``--only`` collects them and writes the report. A process claims each run it trains (an flock
 on runs/<run>/train.lock, gone when the process ends): a run another process is training is left to
 it, and named in the report as missing, never trained twice at once. ``--status`` trains nothing and prints where every
-run stands (state, epochs, best validation force MAE, learning rate, plateau count, training hours).
+run stands (state, epochs, best validation force MAE, learning rate, plateau count, training hours)
+and about how many training hours are left.
 ``--reevaluate`` trains nothing either: it recomputes every finished run's numbers (parameters, held-out
 and training-set errors) from its best.ckpt and sets them beside the recorded ones, exit status 1 if any
 differs, so a recorded study's numbers can be checked from a clone without training.
@@ -527,7 +528,22 @@ def format_status(spec, rows: List[Dict[str, Any]], outdir: Path) -> str:
     lines.append("* stopped on its validation plateau before max_epochs. plateau: epochs since the stopping rule's "
                  "monitor last improved / its patience. An unfinished run resumes from its last.ckpt on the next "
                  "call without --status.")
+    left = remaining_hours(rows)
+    if left:
+        hours, took = left
+        lines.append(f"About {hours:.1f} run-hours of training left (divide by the runs trained at a time), if every "
+                     f"run takes as long as the finished ones ({min(took):.2f}-{max(took):.2f} h).")
     return "\n".join(lines)
+
+
+def remaining_hours(rows: List[Dict[str, Any]]):
+    """(training hours left over all runs, the finished runs' hours): each run not finished is taken to need
+    the finished runs' mean hours, less what it has trained already; None until some run has finished."""
+    took = [r["hours"] for r in rows if r["state"] == "finished" and "hours" in r]
+    if not took:
+        return None
+    mean = float(np.mean(took))
+    return sum(max(0.0, mean - r.get("hours", 0.0)) for r in rows if r["state"] in ("not started", "unfinished", "training")), took
 
 
 def _run_dir(outdir: Path, name: str, seed) -> Path:
