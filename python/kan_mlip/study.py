@@ -27,7 +27,8 @@ evaluating each saved model on that held-out set.
 A configs entry may also carry ``label`` (its name in the paper-layout table) and ``paper``: the paper's
 values for that row, ``{energy_mae: eV/atom, force_mae: eV/Å}``; with them the report adds a table in
 the paper's layout and units, our values beside the paper's and each row's force and energy MAE ratios
-to its MLP beside the paper's ratios (and, when every held-out frame has N atoms, the energy MAE per N-atom frame).
+to its MLP beside the paper's ratios (and, when every held-out frame has N atoms, the energy MAE per
+N-atom frame).
 
 With ``md_cost``, the report also gives the MD cost of every configuration: the best model of its
 lowest-seed run deployed (kan-deploy, the training dtype) into models/, and the models timed taking turns
@@ -543,7 +544,8 @@ def remaining_hours(rows: List[Dict[str, Any]]):
     if not took:
         return None
     mean = float(np.mean(took))
-    return sum(max(0.0, mean - r.get("hours", 0.0)) for r in rows if r["state"] in ("not started", "unfinished", "training")), took
+    left = [max(0.0, mean - r.get("hours", 0.0)) for r in rows if r["state"] in ("not started", "unfinished", "training")]
+    return sum(left), took
 
 
 def _run_dir(outdir: Path, name: str, seed) -> Path:
@@ -667,8 +669,8 @@ def write_report(spec, rows, val, outdir: Path, plots: bool = True, busy=()) -> 
 def _paper_lines(spec, rows, table, baseline, sizes=frozenset()) -> List[str]:
     """The table in the paper's layout (eV/atom, eV/Å; one row per configuration, by its label), beside
     the paper's values where the study file gives them (configs entries' ``paper``), and each row's force
-    and energy MAE ratios to its MLP next to the paper's ratios. ``sizes``: the held-out frames' atom counts; when they are all
-    N, the energy MAE per N-atom frame is given too."""
+    and energy MAE ratios to its MLP next to the paper's ratios. ``sizes``: the held-out frames' atom
+    counts; when they are all N, the energy MAE per N-atom frame is given too."""
     entries = {e["name"]: e for e in map(_entry, spec["configs"])}
     if not any(e["paper"] for e in entries.values()):
         return []
