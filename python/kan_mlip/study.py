@@ -658,9 +658,7 @@ def write_report(spec, rows, val, outdir: Path, plots: bool = True, busy=()) -> 
             ax.set_xticks(range(len(ok)), [t["config"] for t in ok], rotation=30, ha="right", fontsize=8)
             ax.set_ylabel(label)
         fig.suptitle(f"study {spec['name']}: held-out validation errors")
-        fig.tight_layout()
-        fig.savefig(outdir / "errors.png", dpi=120)
-        plt.close(fig)
+        _save(fig, outdir / "errors.png", dpi=120)
         best = min((r for r in rows if r["status"] == "ok"), key=lambda r: r["force_mae_meV_per_A"])
         model = load_checkpoint_model(best["checkpoint"])
         parity_plot(val, predict(model, val), outdir / "parity_best.png", title=f"best: {best['config']} seed {best['seed']}")
@@ -794,11 +792,7 @@ def plot_accuracy_vs_cost(rows, table, outdir: Path):
     ax.set_ylabel("held-out force MAE (meV/Å)")
     ax.grid(alpha=0.3)
     ax.set_title("accuracy against MD cost (lower left is better)")
-    fig.tight_layout()
-    path = outdir / "accuracy_vs_cost.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, outdir / "accuracy_vs_cost.png", dpi=120)
 
 
 def plot_learning_curves(rows: List[Dict[str, Any]], outdir: Path) -> List[Path]:
@@ -847,11 +841,7 @@ def plot_learning_curves(rows: List[Dict[str, Any]], outdir: Path) -> List[Path]
         axes[1, 1].set_xlabel("training wall time (h)")
         axes[0, 0].legend(fontsize=8)
         fig.suptitle(f"{name}: learning curves (nequip-train's validation split)")
-        fig.tight_layout()
-        path = outdir / f"curves_{name}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, outdir / f"curves_{name}.png", dpi=110))
     if len(runs_of) > 1:
         written.append(_plot_curves_together(runs_of, outdir, plt))
     return written
@@ -875,8 +865,14 @@ def _plot_curves_together(runs_of: Dict[str, List[Dict[str, Any]]], outdir: Path
     axes[0].set_ylabel("validation force MAE (meV/Å)")
     axes[0].legend(fontsize=8, title="one line per seed", title_fontsize=8)
     fig.suptitle("learning curves of every configuration (nequip-train's validation split)")
+    return _save(fig, outdir / "curves_all.png", dpi=110)
+
+
+def _save(fig, path: Path, dpi: int) -> Path:
+    """Lay out, write and close a figure."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
-    path = outdir / "curves_all.png"
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
