@@ -170,7 +170,7 @@ def run_study(spec: Dict[str, Any], outdir: Path, log=print, config_dir=None, on
     from .resources import find_config
     from .training import learning_curve, read_val_metrics
 
-    runs = [(_entry(c), s) for c in spec["configs"] for s in spec["seeds"]]
+    runs = _runs(spec)
     if only is not None:
         picked = [(e, s) for e, s in runs if (e["name"], s) == (only[0], int(only[1]))]
         if not picked:
@@ -332,17 +332,16 @@ def reevaluate(spec: Dict[str, Any], outdir: Path, log=print, rtol: float = 1e-4
     _, val, pool_frames = split(spec, outdir / "data")
     train_eval = pool_frames[: int(spec["train_eval_frames"])]
     finished, agree, checked = _finished_runs(outdir), True, 0
-    for entry in map(_entry, spec["configs"]):
-        for seed in spec["seeds"]:
-            tag, row = f"{entry['name']} seed {seed}", finished.get((entry["name"], seed))
-            if row is None or row["status"] not in EVALUATED:
-                log(f"{tag}: {row['status'] if row else 'not finished'}, nothing to re-evaluate")
-                continue
-            new = evaluate_checkpoint(row["checkpoint"], val, train_eval)
-            worst = max(abs(v - row[k]) / max(abs(row[k]), 1e-12) if k in row else math.inf for k, v in new.items())
-            agree, checked = agree and worst <= rtol, checked + 1
-            log(f"{tag}: {'agree' if worst <= rtol else 'DIFFER'} (largest relative difference {worst:.1e}); "
-                "recorded -> recomputed: " + ", ".join(f"{k} {row.get(k, math.nan):.6g} -> {v:.6g}" for k, v in new.items()))
+    for entry, seed in _runs(spec):
+        tag, row = f"{entry['name']} seed {seed}", finished.get((entry["name"], seed))
+        if row is None or row["status"] not in EVALUATED:
+            log(f"{tag}: {row['status'] if row else 'not finished'}, nothing to re-evaluate")
+            continue
+        new = evaluate_checkpoint(row["checkpoint"], val, train_eval)
+        worst = max(abs(v - row[k]) / max(abs(row[k]), 1e-12) if k in row else math.inf for k, v in new.items())
+        agree, checked = agree and worst <= rtol, checked + 1
+        log(f"{tag}: {'agree' if worst <= rtol else 'DIFFER'} (largest relative difference {worst:.1e}); "
+            "recorded -> recomputed: " + ", ".join(f"{k} {row.get(k, math.nan):.6g} -> {v:.6g}" for k, v in new.items()))
     log(f"{checked} runs re-evaluated from their best.ckpt on {len(val)} held-out frames: "
         + ("every number agrees with the record" if agree else f"numbers DIFFER from the record (rtol {rtol:g})"))
     return agree
@@ -468,7 +467,7 @@ def study_status(spec: Dict[str, Any], outdir: Path) -> List[Dict[str, Any]]:
     outdir = Path(outdir)
     done = _finished_runs(outdir)  # what a collecting call would reuse
     out = []
-    for entry, seed in ((_entry(c), s) for c in spec["configs"] for s in spec["seeds"]):
+    for entry, seed in _runs(spec):
         name = entry["name"]
         run_dir = _run_dir(outdir, name, seed)
         row: Dict[str, Any] = {"config": name, "seed": seed, "max_epochs": int(spec["max_epochs"]), "epochs": 0}
@@ -546,6 +545,11 @@ def remaining_hours(rows: List[Dict[str, Any]]):
     mean = float(np.mean(took))
     left = [max(0.0, mean - r.get("hours", 0.0)) for r in rows if r["state"] in ("not started", "unfinished", "training")]
     return sum(left), took
+
+
+def _runs(spec: Dict[str, Any]) -> List[tuple]:
+    """The study's runs, (configs entry, seed), configuration by configuration in the study file's order."""
+    return [(_entry(c), s) for c in spec["configs"] for s in spec["seeds"]]
 
 
 def _run_dir(outdir: Path, name: str, seed) -> Path:
@@ -843,13 +847,15 @@ def plot_learning_curves(rows: List[Dict[str, Any]], outdir: Path) -> List[Path]
         fig.suptitle(f"{name}: learning curves (nequip-train's validation split)")
         written.append(_save(fig, outdir / f"curves_{name}.png", dpi=110))
     if len(runs_of) > 1:
-        written.append(_plot_curves_together(runs_of, outdir, plt))
+        written.append(_plot_curves_together(runs_of, outdir))
     return written
 
 
-def _plot_curves_together(runs_of: Dict[str, List[Dict[str, Any]]], outdir: Path, plt) -> Path:
+def _plot_curves_together(runs_of: Dict[str, List[Dict[str, Any]]], outdir: Path) -> Path:
     """curves_all.png: every run's validation force MAE against epoch and against training wall time, one
     colour per configuration, so that which trains faster and which ends lower is seen at a glance."""
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for k, (name, runs) in enumerate(runs_of.items()):
         for j, r in enumerate(runs):
