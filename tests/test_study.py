@@ -342,6 +342,50 @@ def test_report_gives_the_paper_layout_beside_the_papers_values(tmp_path):
         load_study(tmp_path / "s.yaml")
 
 
+def test_report_decides_what_agrees_with_the_paper_from_per_seed_ratios(tmp_path):
+    """The verdict: 95% t-interval of the mean per-seed ratio; resolved when it excludes 1, agreeing with the
+    paper when it holds the paper's ratio; the KAN is also set against the control (control: true)."""
+    from ase import Atoms
+
+    from kan_mlip.study import load_study, ratio_interval, write_report
+
+    (tmp_path / "d.extxyz").touch()
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({
+        "name": "t", "data": "d.extxyz", "seeds": [1, 2, 3],
+        "configs": [{"config": "allegro_mlp", "label": "MLP", "paper": {"energy_mae": 0.164, "force_mae": 0.074}},
+                    {"config": "allegro_kan_readout", "label": "KAN", "paper": {"energy_mae": 0.104, "force_mae": 0.054}},
+                    {"config": "allegro_mlp_wide", "label": "wide", "control": True}]}))
+    spec = load_study(tmp_path / "s.yaml")
+    # per seed: KAN/MLP force 0.70 0.72 0.74, energy 0.9 1.0 1.1; wide/MLP force 0.71 0.72 0.73, energy 1 1 1.01
+    force = {"allegro_mlp": [100.0, 100.0, 100.0], "allegro_kan_readout": [70.0, 72.0, 74.0],
+             "allegro_mlp_wide": [71.0, 72.0, 73.0]}
+    energy = {"allegro_mlp": [2.0, 2.0, 2.0], "allegro_kan_readout": [1.8, 2.0, 2.2], "allegro_mlp_wide": [2.0, 2.0, 2.02]}
+    rows = [{"config": c, "seed": s, "status": "ok", "force_mae_meV_per_A": force[c][s - 1],
+             "energy_mae_meV_per_atom": energy[c][s - 1], "train_force_mae_meV_per_A": 1.0,
+             "train_energy_mae_meV_per_atom": 1.0, "train_seconds": 10.0, "parameters": 100} for c in force for s in (1, 2, 3)]
+    mean, low, high = ratio_interval([0.70, 0.72, 0.74])
+    assert mean == pytest.approx(0.72) and high - mean == pytest.approx(4.302653 * 0.02 / 3 ** 0.5, rel=1e-6)
+    write_report(spec, rows, [Atoms("Hf32O64")] * 5, tmp_path, plots=False)
+    verdict = (tmp_path / "report.md").read_text().split("## What agrees with the paper and what does not")[1]
+    said = {line.split(":")[0][2:]: line for line in verdict.splitlines() if line.startswith("- ")}
+    assert set(said) == {f"Held-out {q} MAE, {a} / {b}" for q in ("force", "energy")
+                         for a, b in (("KAN", "MLP"), ("KAN", "wide"), ("wide", "MLP"))}
+    assert "0.720 (per seed 0.700, 0.720, 0.740; 95% interval of the mean 0.670 to 0.770). Lower: resolved. " \
+           "The paper's ratio, 0.730, lies inside the interval: agrees" in said["Held-out force MAE, KAN / MLP"]
+    assert "No difference resolved with 3 seeds. The paper's ratio, 0.634, lies outside the interval: disagrees" \
+           in said["Held-out energy MAE, KAN / MLP"]
+    assert "No difference resolved" in said["Held-out force MAE, KAN / wide"]
+    assert "Lower: resolved." in said["Held-out force MAE, wide / MLP"] and "paper" not in said["Held-out force MAE, wide / MLP"]
+    assert "No difference resolved" in said["Held-out energy MAE, wide / MLP"]  # 1, 1, 1.01
+    # one seed: numbers, no verdict
+    write_report(spec, [r for r in rows if r["seed"] == 1], [Atoms("Hf32O64")] * 5, tmp_path, plots=False)
+    assert "One seed: no interval, nothing decided." in (tmp_path / "report.md").read_text()
+    with pytest.raises(ValueError, match="control"):
+        (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": "t", "data": "d.extxyz",
+                                                         "configs": [{"config": "allegro_mlp", "control": "yes"}]}))
+        load_study(tmp_path / "s.yaml")
+
+
 def test_a_run_claimed_by_another_process_is_left_to_it(tmp_path, capsys):
     """Two processes never train one run at once: while a run's claim (flock) is held elsewhere, --only and
     the collecting call leave it alone, --status says 'training', and the report names it as missing."""

@@ -28,7 +28,11 @@ A configs entry may also carry ``label`` (its name in the paper-layout table) an
 values for that row, ``{energy_mae: eV/atom, force_mae: eV/Å}``; with them the report adds a table in
 the paper's layout and units, our values beside the paper's and each row's force and energy MAE ratios
 to its MLP beside the paper's ratios (and, when every held-out frame has N atoms, the energy MAE per
-N-atom frame).
+N-atom frame). ``control: true`` marks a control configuration (e.g. an MLP output block widened to the
+KAN block's parameter count): every configuration that is not an MLP is also set against it. The report
+ends with what agrees with the paper and what does not, decided from the per-seed ratios: a difference
+is resolved when the 95% interval of the mean ratio over seeds (Student's t) excludes 1, and agrees with
+the paper when it holds the paper's ratio.
 
 With ``md_cost``, the report also gives the MD cost of every configuration: the best model of its
 lowest-seed run deployed (kan-deploy, the training dtype) into models/, and the models timed taking turns
@@ -159,9 +163,11 @@ def _entry(item) -> Dict[str, Any]:
     paper = item.get("paper")
     if paper is not None and not (isinstance(paper, dict) and set(paper) <= {"energy_mae", "force_mae"}):
         raise ValueError(f"a configs entry's 'paper' takes energy_mae (eV/atom) and force_mae (eV/Å), got {paper!r}")
+    if not isinstance(item.get("control", False), bool):
+        raise ValueError(f"a configs entry's 'control' is true or false, got {item['control']!r}")
     name = item.get("name", Path(config).stem)
     return {"name": name, "config": config, "overrides": list(item.get("overrides", [])),
-            "label": str(item.get("label", name)), "paper": paper}
+            "label": str(item.get("label", name)), "paper": paper, "control": item.get("control", False)}
 
 
 def run_study(spec: Dict[str, Any], outdir: Path, log=print, config_dir=None, only=None) -> List[Dict[str, Any]]:
@@ -572,17 +578,29 @@ def _finished_runs(outdir: Path) -> Dict[Any, Dict[str, Any]]:
             if r["status"] not in EVALUATED or Path(r.get("checkpoint", "")).is_file()}
 
 
-def paired_force_ratios(rows, config: str, baseline: str) -> List[tuple]:
-    """(seed, force MAE(config) / force MAE(baseline)) for every seed both have evaluated."""
-    base = {r["seed"]: r["force_mae_meV_per_A"] for r in rows if r["config"] == baseline and r["status"] in EVALUATED}
-    return [(r["seed"], r["force_mae_meV_per_A"] / base[r["seed"]]) for r in rows
+def paired_ratios(rows, config: str, baseline: str, key: str = "force_mae_meV_per_A") -> List[tuple]:
+    """(seed, key(config) / key(baseline)) for every seed both have evaluated (same seed, same split)."""
+    base = {r["seed"]: r[key] for r in rows if r["config"] == baseline and r["status"] in EVALUATED}
+    return [(r["seed"], r[key] / base[r["seed"]]) for r in rows
             if r["config"] == config and r["status"] in EVALUATED and r["seed"] in base]
 
 
 def force_ratio_spread(rows, config: str, baseline: str) -> float:
     """Standard deviation over seeds of force MAE(config) / force MAE(baseline), pairing equal seeds."""
-    ratios = [q for _, q in paired_force_ratios(rows, config, baseline)]
+    ratios = [q for _, q in paired_ratios(rows, config, baseline)]
     return float(np.std(ratios, ddof=1)) if len(ratios) > 1 else 0.0
+
+
+def ratio_interval(ratios: List[float], level: float = 0.95):
+    """(mean, low, high): the mean of per-seed ratios and its ``level`` confidence interval, Student's t
+    over the seeds (n - 1 degrees of freedom); low and high are None with fewer than two seeds."""
+    mean = float(np.mean(ratios))
+    if len(ratios) < 2:
+        return mean, None, None
+    from scipy.stats import t
+
+    half = float(t.ppf(0.5 + level / 2, len(ratios) - 1) * np.std(ratios, ddof=1) / math.sqrt(len(ratios)))
+    return mean, mean - half, mean + half
 
 
 def summary(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -641,6 +659,7 @@ def write_report(spec, rows, val, outdir: Path, plots: bool = True, busy=()) -> 
               "training; such rows are listed but not plotted."]
     lines += _paired_ratio_lines(rows, table, baseline) + _plateau_lines(spec, rows, table) + _cost_lines(rows, table)
     lines += _paper_lines(spec, rows, table, baseline, sizes={len(a) for a in val})
+    lines += _verdict_lines(spec, rows, table, baseline)
     if busy:
         lines += ["", f"Not in this report: {len(busy)} runs still being trained by other processes when it was "
                       "written (" + ", ".join(busy) + ")."]
@@ -711,10 +730,53 @@ def _paired_ratio_lines(rows, table, baseline) -> List[str]:
         mlp = baseline(t["config"])
         if not mlp or mlp["config"] == t["config"]:
             continue
-        pairs = paired_force_ratios(rows, t["config"], mlp["config"])
+        pairs = paired_ratios(rows, t["config"], mlp["config"])
         if pairs:
             lines.append(f"- {t['config']} / {mlp['config']}: " + ", ".join(f"seed {s} {q:.3f}" for s, q in pairs))
     return ["", "Force MAE ratio per seed (held-out frames):", ""] + lines if lines else []
+
+
+def _verdict_lines(spec, rows, table, baseline) -> List[str]:
+    """What agrees with the paper and what does not, decided from the per-seed ratios: every configuration
+    against its MLP (beside the paper's ratio where the study file gives both rows' values) and every
+    configuration that is not an MLP against each control (configs entries with ``control: true``)."""
+    entries = {e["name"]: e for e in map(_entry, spec["configs"])}
+    label = {name: e["label"] for name, e in entries.items()}
+    paper = {name: e["paper"] or {} for name, e in entries.items()}
+    controls = [t["config"] for t in table if entries.get(t["config"], {}).get("control") and t["ok"]]
+    pairs = []
+    for t in (t for t in table if t["ok"]):
+        mlp = baseline(t["config"])
+        if mlp and mlp["config"] != t["config"]:
+            pairs.append((t["config"], mlp["config"]))
+        pairs += [(t["config"], c) for c in controls if "mlp" not in t["config"]]
+    lines = []
+    for config, ref in pairs:
+        for key, paper_key, quantity in (("force_mae_meV_per_A", "force_mae", "force"),
+                                         ("energy_mae_meV_per_atom", "energy_mae", "energy")):
+            seeds = paired_ratios(rows, config, ref, key)
+            if not seeds:
+                continue
+            mean, low, high = ratio_interval([q for _, q in seeds])
+            text = (f"- Held-out {quantity} MAE, {label.get(config, config)} / {label.get(ref, ref)}: {mean:.3f} "
+                    f"(per seed {', '.join(f'{q:.3f}' for _, q in seeds)}")
+            if low is None:
+                lines.append(text + "). One seed: no interval, nothing decided.")
+                continue
+            text += f"; 95% interval of the mean {low:.3f} to {high:.3f}). "
+            text += ("Lower: resolved." if high < 1 else "Higher: resolved." if low > 1 else
+                     f"No difference resolved with {len(seeds)} seeds.")
+            if paper_key in paper.get(config, {}) and paper_key in paper.get(ref, {}):
+                p = paper[config][paper_key] / paper[ref][paper_key]
+                text += (f" The paper's ratio, {p:.3f}, lies inside the interval: agrees with the paper." if low <= p <= high
+                         else f" The paper's ratio, {p:.3f}, lies outside the interval: disagrees with the paper.")
+            lines.append(text)
+    if not lines:
+        return []
+    return ["", "## What agrees with the paper and what does not", "",
+            "Decided from the per-seed ratios (same seed, same split, held-out frames): a difference counts as "
+            "resolved when the 95% interval of the mean ratio (Student's t over the seeds) excludes 1, and the "
+            "paper's ratio agrees when it lies inside that interval.", ""] + lines
 
 
 def time_to_reach(curve: List[Dict[str, float]], target: float):
