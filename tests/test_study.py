@@ -185,6 +185,16 @@ def test_runs_trained_alone_are_collected_and_a_plateau_stops_a_run(tmp_path, ca
 
     assert shifts == pytest.approx(energy_references(read_frames(out / "data" / "pool.extxyz")), abs=1e-12)
 
+    # --report: the interim report of the finished run, naming the other; nothing trained, no MD cost
+    assert main(["study", str(tmp_path / "study.yaml"), "-o", str(out), "--report"]) == 0
+    report = (out / "report.md").read_text()
+    assert "| stalled |" in report and "| allegro_mlp |" not in report and "MD cost" not in report
+    assert "Interim report: 1 of 2 runs finished" in report
+    assert "Not in this report: 1 runs not finished when it was written: allegro_mlp seed 1 (not started, epoch 0/4)." in report
+    assert not (out / "runs" / "allegro_mlp_seed1").exists() and (out / "curves_stalled.png").is_file()
+    assert [r["config"] for r in json.loads((out / "study.json").read_text())["runs"]] == ["stalled"]
+    capsys.readouterr()
+
     assert main(["study", str(tmp_path / "study.yaml"), "-o", str(out), "--only", "nope", "1"]) == 2
     assert "not a run of study tiny" in capsys.readouterr().err
     assert main(["study", str(tmp_path / "study.yaml"), "-o", str(out)]) == 0
@@ -201,7 +211,7 @@ def test_runs_trained_alone_are_collected_and_a_plateau_stops_a_run(tmp_path, ca
 
     assert load_deployed(out / "models" / "stalled.pt")[1]["model_dtype"] == "float32"
     report = (out / "report.md").read_text()
-    assert "MD cost" in report and "| stalled | 1/1 | 2 |" in report and "seed 1" in report
+    assert "MD cost" in report and "| stalled | 1/1 | 2 |" in report and "seed 1" in report and "Interim" not in report
     median = np.median([p["train_seconds"] for p in row["curve"]])  # each epoch's time in training batches
     assert next(line for line in report.splitlines() if line.startswith("| stalled | 1/1")).endswith(f"| {median:.0f} |")
     assert (out / "accuracy_vs_cost.png").stat().st_size > 5000
@@ -288,6 +298,9 @@ def test_status_reads_where_every_run_stands(tmp_path, capsys):
     assert "2 not started" in out.splitlines()[0]
     # two runs not started at the finished run's 2.00 h each, and 0.50 h more for the unfinished one
     assert "About 4.5 run-hours of training left" in out and "(2.00-2.00 h)" in out
+    with pytest.raises(SystemExit):  # one thing at a time instead of training
+        main(["study", str(tmp_path / "s.yaml"), "-o", str(tmp_path / "out"), "--status", "--report"])
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_a_finished_run_is_reused_from_a_moved_or_cloned_study_folder(tmp_path):
@@ -404,7 +417,8 @@ def test_a_run_claimed_by_another_process_is_left_to_it(tmp_path, capsys):
         assert main(["study", str(tmp_path / "s.yaml"), "-o", str(out), "--status"]) == 0
         assert "training" in capsys.readouterr().out.splitlines()[2]
         assert main(["study", str(tmp_path / "s.yaml"), "-o", str(out)]) == 0
-        assert "Not in this report: 1 runs still being trained" in (out / "report.md").read_text()
+        assert ("Not in this report: 1 runs not finished when it was written: allegro_mlp seed 1 (being trained by "
+                "another process).") in (out / "report.md").read_text()
         assert not (run / "result.json").exists() and not (run / "epoch_times.json").exists()
     with claim(run) as holder:  # released with the holder's file
         assert holder is None

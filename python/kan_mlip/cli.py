@@ -52,6 +52,11 @@ def _study(args) -> int:
         from .study import reevaluate
 
         return 0 if reevaluate(spec, outdir) else 1
+    if args.report:
+        from .study import report_so_far
+
+        report_so_far(spec, outdir)
+        return 0
     if args.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
     if args.jobs > 1 and args.only:
@@ -264,14 +269,19 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="train N runs at a time, each in its own process (seed by seed), then collect them and write "
                         "the report; set OMP_NUM_THREADS (e.g. 1 with N = cores), else each gets cores / N (default: 1)")
-    p.add_argument("--status", action="store_true",
-                   help="train nothing: print where every run stands (state, epochs, best validation force MAE, "
-                        "learning rate, plateau count, training hours) and about how many training hours are left, "
-                        "read from the output folder")
-    p.add_argument("--reevaluate", action="store_true",
-                   help="train nothing: recompute every finished run's numbers (held-out and training-set errors, "
-                        "parameters) from its saved best.ckpt and compare them with the recorded ones; exit status 1 "
-                        "if any differs")
+    mode = p.add_mutually_exclusive_group()  # what the call does instead of training
+    mode.add_argument("--status", action="store_true",
+                      help="train nothing: print where every run stands (state, epochs, best validation force MAE, "
+                           "learning rate, plateau count, training hours) and about how many training hours are left, "
+                           "read from the output folder")
+    mode.add_argument("--reevaluate", action="store_true",
+                      help="train nothing: recompute every finished run's numbers (held-out and training-set errors, "
+                           "parameters) from its saved best.ckpt and compare them with the recorded ones; exit status 1 "
+                           "if any differs")
+    mode.add_argument("--report", action="store_true",
+                      help="train nothing: write the report (report.md, figures, study.json) from the runs finished so "
+                           "far, naming the others with where they stand; no MD cost (measured when the last run "
+                           "finishes)")
     p.set_defaults(func=_study)
 
     p = sub.add_parser("demo", help="EMT Ag data -> train a KAN-readout Allegro -> evaluate -> kan-deploy -> equation of "

@@ -59,6 +59,8 @@ on runs/<run>/train.lock, gone when the process ends): a run another process is 
 it, and named in the report as missing, never trained twice at once. ``--status`` trains nothing and prints where every
 run stands (state, epochs, best validation force MAE, learning rate, plateau count, training hours)
 and about how many training hours are left.
+``--report`` trains nothing: it writes the report from the runs finished so far (a long study's interim
+report), naming every other run with where it stands; the MD cost is measured only by the collecting call.
 ``--reevaluate`` trains nothing either: it recomputes every finished run's numbers (parameters, held-out
 and training-set errors) from its best.ckpt and sets them beside the recorded ones, exit status 1 if any
 differs, so a recorded study's numbers can be checked from a clone without training.
@@ -174,7 +176,6 @@ def run_study(spec: Dict[str, Any], outdir: Path, log=print, config_dir=None, on
     """Config names are looked up in ``config_dir`` (default: the shipped configs). ``only``: (config name,
     seed) of the one run to train and evaluate; the report is then not written."""
     from .resources import find_config
-    from .training import learning_curve, read_val_metrics
 
     runs = _runs(spec)
     if only is not None:
@@ -194,21 +195,18 @@ def run_study(spec: Dict[str, Any], outdir: Path, log=print, config_dir=None, on
         log("per-element energy references (least squares over the training pool): "
             + ", ".join(f"{z} {e:.4f} eV" for z, e in refs.items()))
         overrides.append(_shift_override(refs))
-    rows, busy = [], []
+    rows, unfinished = [], []
     for k, (entry, seed) in enumerate(runs, 1):
         name, tag = entry["name"], f"[{k}/{len(runs)}] {entry['name']} seed {seed}"
         run_dir = _run_dir(outdir, name, seed)
         with claim(run_dir) as holder:
             if holder is not None:
                 log(f"{tag}: being trained by another process ({holder}), left to it")
-                busy.append(f"{name} seed {seed}")
+                unfinished.append(f"{name} seed {seed} (being trained by another process)")
                 continue
             row = _finished_runs(outdir).get((name, seed))  # read under the claim: another process may just have finished it
             if row is not None:
-                if row["status"] == "ok":
-                    row.update(_blow_up(read_val_metrics(run_dir)))
-                if row.get("curve") and (run_dir / "epoch_times.json").is_file():
-                    row["curve"] = learning_curve(run_dir)  # the run's own record, read as this version reads it
+                row = _reread(row, run_dir)
                 log(f"{tag}: already done, reused ({row['status']})")
             else:
                 cfg_dir, cfg_name = found[entry["config"]]
@@ -217,11 +215,44 @@ def run_study(spec: Dict[str, Any], outdir: Path, log=print, config_dir=None, on
                 (run_dir / "result.json").write_text(json.dumps(row, indent=1, default=str))
         rows.append(row)
         if only is None:
-            write_report(spec, rows, val, outdir, plots=False, busy=busy)  # a partial report survives an interrupted study
+            write_report(spec, rows, val, outdir, plots=False, unfinished=unfinished)  # survives an interrupted study
     if only is None:
         if spec["md_cost"]:
             measure_md_cost(spec, rows, val, outdir, log=log)
-        write_report(spec, rows, val, outdir, busy=busy)
+        write_report(spec, rows, val, outdir, unfinished=unfinished)
+    return rows
+
+
+def _reread(row: Dict[str, Any], run_dir: Path) -> Dict[str, Any]:
+    """A finished run's row with its blow-up flag and learning curve read again from the run's own record,
+    as this version reads them."""
+    from .training import learning_curve, read_val_metrics
+
+    if row["status"] == "ok":
+        row.update(_blow_up(read_val_metrics(run_dir)))
+    if row.get("curve") and (run_dir / "epoch_times.json").is_file():
+        row["curve"] = learning_curve(run_dir)
+    return row
+
+
+def report_so_far(spec: Dict[str, Any], outdir: Path, log=print) -> List[Dict[str, Any]]:
+    """``--report``: the report (report.md, its figures, study.json) from the runs finished so far, naming
+    every other run with where it stands. Nothing is trained, and no MD cost is measured: the collecting
+    call measures it once every run has finished."""
+    outdir = Path(outdir).resolve()
+    _, val, _ = split(spec, outdir / "data")
+    finished = _finished_runs(outdir)
+    where = {(r["config"], r["seed"]): r for r in study_status(spec, outdir)}
+    rows, unfinished = [], []
+    for entry, seed in _runs(spec):
+        key = (entry["name"], seed)
+        if key in finished:
+            rows.append(_reread(finished[key], _run_dir(outdir, *key)))
+        else:
+            unfinished.append(f"{entry['name']} seed {seed} ({where[key]['state']}, epoch "
+                              f"{where[key]['epochs']}/{where[key]['max_epochs']})")
+    write_report(spec, rows, val, outdir, unfinished=unfinished)
+    log(f"report of {len(rows)} finished runs ({len(unfinished)} not finished): {outdir / 'report.md'}")
     return rows
 
 
@@ -618,9 +649,9 @@ def summary(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return out
 
 
-def write_report(spec, rows, val, outdir: Path, plots: bool = True, busy=()) -> None:
-    """report.md (and with ``plots`` its figures) from the rows; ``busy``: runs another process was still
-    training, named in the report as missing from it."""
+def write_report(spec, rows, val, outdir: Path, plots: bool = True, unfinished=()) -> None:
+    """report.md (and with ``plots`` its figures) from the rows; ``unfinished``: the runs not finished (each
+    with where it stands), named in the report as missing from it."""
     import matplotlib
 
     from .evaluation import load_checkpoint_model, parity_plot, predict
@@ -635,21 +666,25 @@ def write_report(spec, rows, val, outdir: Path, plots: bool = True, busy=()) -> 
         same = [t for t in mlps if t["config"].split("_")[0] == name.split("_")[0]]
         return (same or mlps or [None])[0]
 
-    lines = [f"# Study {spec['name']}", "",
-             f"Data: `{spec['data']}`; {len(val)} held-out validation frames (split seed {spec['split_seed']}); "
-             f"{spec['max_epochs']} epochs; seeds {spec['seeds']}. Errors from evaluating each saved best model on the "
-             "held-out set; mean ± standard deviation over seeds.", "",
-             "| configuration | energy MAE (meV/atom) val | force MAE (meV/Å) val | force MAE / its MLP | "
-             "energy MAE train | force MAE train | train time (s) | parameters | runs evaluated | status |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"# Study {spec['name']}", ""]
+    if unfinished:
+        lines += [f"Interim report: {len(rows)} of {len(rows) + len(unfinished)} runs finished; the others are listed "
+                  "at the end.", ""]
+    lines += [f"Data: `{Path(spec['data']).name}`; {len(val)} held-out validation frames (split seed "
+              f"{spec['split_seed']}); "
+              f"at most {spec['max_epochs']} epochs; seeds {spec['seeds']}. Errors from evaluating each saved best model "
+              "on the held-out set; mean ± standard deviation over seeds (the value alone for one run).", "",
+              "| configuration | energy MAE (meV/atom) val | force MAE (meV/Å) val | force MAE / its MLP | "
+              "energy MAE train | force MAE train | train time (s) | parameters | runs evaluated | status |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for t in table:
         ratio, mlp = "-", baseline(t["config"])
         if mlp and t["ok"]:
             ratio = f"{t['force_mae_meV_per_A'] / mlp['force_mae_meV_per_A']:.3f}"
             spread = force_ratio_spread(rows, t["config"], mlp["config"])
             ratio += f" ± {spread:.3f}" if spread else ""
-        lines.append(f"| {t['config']} | {t['energy_mae_meV_per_atom']:.3f} ± {t['energy_mae_meV_per_atom_std']:.3f} | "
-                     f"{t['force_mae_meV_per_A']:.2f} ± {t['force_mae_meV_per_A_std']:.2f} | {ratio} | "
+        lines.append(f"| {t['config']} | {_pm(t, 'energy_mae_meV_per_atom', 3)} | "
+                     f"{_pm(t, 'force_mae_meV_per_A', 2)} | {ratio} | "
                      f"{t['train_energy_mae_meV_per_atom']:.3f} | {t['train_force_mae_meV_per_A']:.2f} | "
                      f"{t['train_seconds']:.0f} | {t['parameters']:.0f} | {t['ok']}/{t['runs']} | {t['status']} |")
     lines += ["", f"Training-set errors: the first {spec['train_eval_frames']} frames of the training pool. "
@@ -660,9 +695,9 @@ def write_report(spec, rows, val, outdir: Path, plots: bool = True, busy=()) -> 
     lines += _paired_ratio_lines(rows, table, baseline) + _plateau_lines(spec, rows, table) + _cost_lines(rows, table)
     lines += _paper_lines(spec, rows, table, baseline, sizes={len(a) for a in val})
     lines += _verdict_lines(spec, rows, table, baseline)
-    if busy:
-        lines += ["", f"Not in this report: {len(busy)} runs still being trained by other processes when it was "
-                      "written (" + ", ".join(busy) + ")."]
+    if unfinished:
+        lines += ["", f"Not in this report: {len(unfinished)} runs not finished when it was written: "
+                      + ", ".join(unfinished) + "."]
     notes = [r for r in rows if r["status"] != "ok"]
     if notes:
         lines += ["", "Runs not ok:", ""] + [f"- {r['config']} seed {r['seed']}: {r['status']}: {r.get('error', '')}" for r in notes]
@@ -687,6 +722,12 @@ def write_report(spec, rows, val, outdir: Path, plots: bool = True, busy=()) -> 
         parity_plot(val, predict(model, val), outdir / "parity_best.png", title=f"best: {best['config']} seed {best['seed']}")
 
 
+def _pm(t: Dict[str, Any], key: str, digits: int, scale: float = 1.0) -> str:
+    """A summary entry's mean ± standard deviation over its evaluated runs (the mean alone for one run)."""
+    mean = f"{scale * t[key]:.{digits}f}"
+    return mean + f" ± {scale * t[key + '_std']:.{digits}f}" if t["ok"] > 1 else mean
+
+
 def _paper_lines(spec, rows, table, baseline, sizes=frozenset()) -> List[str]:
     """The table in the paper's layout (eV/atom, eV/Å; one row per configuration, by its label), beside
     the paper's values where the study file gives them (configs entries' ``paper``), and each row's force
@@ -698,7 +739,7 @@ def _paper_lines(spec, rows, table, baseline, sizes=frozenset()) -> List[str]:
     cost = {r["config"]: r["md_cost"]["median_ms_per_step"] for r in rows if r.get("md_cost")}
     n = next(iter(sizes)) if len(sizes) == 1 else None
     lines = ["", f"In the paper's layout ({spec['paper_table'] or 'the paper'}): mean ± standard deviation over "
-                 "seeds on the held-out frames; the paper's values beside ours."
+                 "seeds on the held-out frames (the value alone for one run); the paper's values beside ours."
              + (f" Every held-out frame has {n} atoms: the energy MAE per frame is {n}x the one per atom. The "
                 "paper labels its energy column eV/atom; compare its values with both of ours." if n else ""), "",
              "| model | energy MAE (eV/atom) | " + (f"energy MAE (eV per {n}-atom frame) | " if n else "")
@@ -713,11 +754,9 @@ def _paper_lines(spec, rows, table, baseline, sizes=frozenset()) -> List[str]:
         for ours, key in (("force_mae_meV_per_A", "force_mae"), ("energy_mae_meV_per_atom", "energy_mae")):
             ratios += [f"{t[ours] / mlp[ours]:.3f}" if mlp else "-",
                        f"{paper[key] / mlp_paper[key]:.3f}" if key in paper and key in mlp_paper else "-"]
-        per_frame = (f"{n * t['energy_mae_meV_per_atom'] / 1e3:.3f} ± {n * t['energy_mae_meV_per_atom_std'] / 1e3:.3f} | "
-                     if n else "")
-        lines.append(f"| {entry.get('label', t['config'])} | {t['energy_mae_meV_per_atom'] / 1e3:.4f} ± "
-                     f"{t['energy_mae_meV_per_atom_std'] / 1e3:.4f} | {per_frame}{t['force_mae_meV_per_A'] / 1e3:.4f} ± "
-                     f"{t['force_mae_meV_per_A_std'] / 1e3:.4f} | {t['parameters']:,.0f} | "
+        per_frame = f"{_pm(t, 'energy_mae_meV_per_atom', 3, n / 1e3)} | " if n else ""
+        lines.append(f"| {entry.get('label', t['config'])} | {_pm(t, 'energy_mae_meV_per_atom', 4, 1e-3)} | "
+                     f"{per_frame}{_pm(t, 'force_mae_meV_per_A', 4, 1e-3)} | {t['parameters']:,.0f} | "
                      f"{format(cost[t['config']], '.1f') if t['config'] in cost else '-'} | "
                      f"{paper.get('energy_mae', '-')} | {paper.get('force_mae', '-')} | {' | '.join(ratios)} |")
     return lines
@@ -833,7 +872,7 @@ def _cost_lines(rows, table) -> List[str]:
         if t["config"] in cost:
             c = cost[t["config"]]
             lines.append(f"| {t['config']} | {c['median_ms_per_step']:.2f} | {c['ratio_to_reference']:.3f} | "
-                         f"{t['force_mae_meV_per_A']:.1f} ± {t['force_mae_meV_per_A_std']:.1f} |")
+                         f"{_pm(t, 'force_mae_meV_per_A', 1)} |")
     return lines
 
 
