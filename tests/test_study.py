@@ -376,13 +376,22 @@ def test_report_decides_what_agrees_with_the_paper_from_per_seed_ratios(tmp_path
     rows = [{"config": c, "seed": s, "status": "ok", "force_mae_meV_per_A": force[c][s - 1],
              "energy_mae_meV_per_atom": energy[c][s - 1], "train_force_mae_meV_per_A": 1.0,
              "train_energy_mae_meV_per_atom": 1.0, "train_seconds": 10.0, "parameters": 100} for c in force for s in (1, 2, 3)]
+    curves = {"allegro_mlp": [0.3, 0.2, 0.15, 0.1], "allegro_kan_readout": [0.2, 0.1, 0.09, 0.08],
+              "allegro_mlp_wide": [0.25, 0.15, 0.1, 0.09]}  # validation force MAE (eV/Å) by epoch: all reach 0.1
+    for r in rows:
+        r["curve"] = [{"epoch": e, "elapsed_seconds": 60.0 * e + 30, "forces_mae": f} for e, f in enumerate(curves[r["config"]], 1)]
+        r["epochs"] = len(r["curve"])
     mean, low, high = ratio_interval([0.70, 0.72, 0.74])
     assert mean == pytest.approx(0.72) and high - mean == pytest.approx(4.302653 * 0.02 / 3 ** 0.5, rel=1e-6)
     write_report(spec, rows, [Atoms("Hf32O64")] * 5, tmp_path, plots=False)
     verdict = (tmp_path / "report.md").read_text().split("## What agrees with the paper and what does not")[1]
     said = {line.split(":")[0][2:]: line for line in verdict.splitlines() if line.startswith("- ")}
-    assert set(said) == {f"Held-out {q} MAE, {a} / {b}" for q in ("force", "energy")
+    assert set(said) == {f"{q}, {a} / {b}" for q in ("Held-out force MAE", "Held-out energy MAE",
+                                                     "Epochs to reach a validation force MAE of 100.0 meV/Å")
                          for a, b in (("KAN", "MLP"), ("KAN", "wide"), ("wide", "MLP"))}
+    assert said["Epochs to reach a validation force MAE of 100.0 meV/Å, KAN / MLP"].endswith(
+        ": 0.500 (per seed 0.500, 0.500, 0.500; 95% interval of the mean 0.500 to 0.500). Lower: resolved.")
+    assert ": 0.667 (per seed 0.667" in said["Epochs to reach a validation force MAE of 100.0 meV/Å, KAN / wide"]
     assert "0.720 (per seed 0.700, 0.720, 0.740; 95% interval of the mean 0.670 to 0.770). Lower: resolved. " \
            "The paper's ratio, 0.730, lies inside the interval: agrees" in said["Held-out force MAE, KAN / MLP"]
     assert "No difference resolved with 3 seeds. The paper's ratio, 0.634, lies outside the interval: disagrees" \

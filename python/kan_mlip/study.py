@@ -30,8 +30,9 @@ the paper's layout and units, our values beside the paper's and each row's force
 to its MLP beside the paper's ratios (and, when every held-out frame has N atoms, the energy MAE per
 N-atom frame). ``control: true`` marks a control configuration (e.g. an MLP output block widened to the
 KAN block's parameter count): every configuration that is not an MLP is also set against it. The report
-ends with what agrees with the paper and what does not, decided from the per-seed ratios: a difference
-is resolved when the 95% interval of the mean ratio over seeds (Student's t) excludes 1, and agrees with
+ends with what agrees with the paper and what does not, decided from the per-seed ratios (held-out force
+and energy MAE, and the epochs to reach a validation force MAE every run reached): a difference is
+resolved when the 95% interval of the mean ratio over seeds (Student's t) excludes 1, and agrees with
 the paper when it holds the paper's ratio.
 
 With ``md_cost``, the report also gives the MD cost of every configuration: the best model of its
@@ -77,7 +78,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import yaml
@@ -610,10 +611,11 @@ def _finished_runs(outdir: Path) -> Dict[Any, Dict[str, Any]]:
 
 
 def paired_ratios(rows, config: str, baseline: str, key: str = "force_mae_meV_per_A") -> List[tuple]:
-    """(seed, key(config) / key(baseline)) for every seed both have evaluated (same seed, same split)."""
-    base = {r["seed"]: r[key] for r in rows if r["config"] == baseline and r["status"] in EVALUATED}
-    return [(r["seed"], r[key] / base[r["seed"]]) for r in rows
-            if r["config"] == config and r["status"] in EVALUATED and r["seed"] in base]
+    """(seed, key(config) / key(baseline)) for every seed both have evaluated (same seed, same split) and
+    give the key."""
+    done = [r for r in rows if r["status"] in EVALUATED and r.get(key) is not None]
+    base = {r["seed"]: r[key] for r in done if r["config"] == baseline}
+    return [(r["seed"], r[key] / base[r["seed"]]) for r in done if r["config"] == config and r["seed"] in base]
 
 
 def force_ratio_spread(rows, config: str, baseline: str) -> float:
@@ -789,15 +791,20 @@ def _verdict_lines(spec, rows, table, baseline) -> List[str]:
         if mlp and mlp["config"] != t["config"]:
             pairs.append((t["config"], mlp["config"]))
         pairs += [(t["config"], c) for c in controls if "mlp" not in t["config"]]
+    quantities = [("force_mae_meV_per_A", "force_mae", "Held-out force MAE"),
+                  ("energy_mae_meV_per_atom", "energy_mae", "Held-out energy MAE")]
+    target = _common_target(rows)
+    if target is not None:  # training speed: the epochs each run took to first reach what every run reached
+        rows = [dict(r, epochs_to_target=(time_to_reach(r.get("curve") or [], target) or (None,))[0]) for r in rows]
+        quantities.append(("epochs_to_target", None, f"Epochs to reach a validation force MAE of {1e3 * target:.1f} meV/Å"))
     lines = []
     for config, ref in pairs:
-        for key, paper_key, quantity in (("force_mae_meV_per_A", "force_mae", "force"),
-                                         ("energy_mae_meV_per_atom", "energy_mae", "energy")):
+        for key, paper_key, quantity in quantities:
             seeds = paired_ratios(rows, config, ref, key)
             if not seeds:
                 continue
             mean, low, high = ratio_interval([q for _, q in seeds])
-            text = (f"- Held-out {quantity} MAE, {label.get(config, config)} / {label.get(ref, ref)}: {mean:.3f} "
+            text = (f"- {quantity}, {label.get(config, config)} / {label.get(ref, ref)}: {mean:.3f} "
                     f"(per seed {', '.join(f'{q:.3f}' for _, q in seeds)}")
             if low is None:
                 lines.append(text + "). One seed: no interval, nothing decided.")
@@ -815,7 +822,14 @@ def _verdict_lines(spec, rows, table, baseline) -> List[str]:
     return ["", "## What agrees with the paper and what does not", "",
             "Decided from the per-seed ratios (same seed, same split, held-out frames): a difference counts as "
             "resolved when the 95% interval of the mean ratio (Student's t over the seeds) excludes 1, and the "
-            "paper's ratio agrees when it lies inside that interval.", ""] + lines
+            "paper's ratio agrees when it lies inside that interval. Training speed: the epochs each run took to "
+            "first reach a validation force MAE (nequip-train's split) that every run reached.", ""] + lines
+
+
+def _common_target(rows) -> Optional[float]:
+    """The validation force MAE (eV/Å) every evaluated run with a learning curve reached: the worst of their best."""
+    ok = [r for r in rows if r["status"] == "ok" and r.get("curve")]
+    return max(min(p.get("forces_mae", math.inf) for p in r["curve"]) for r in ok) if ok else None
 
 
 def time_to_reach(curve: List[Dict[str, float]], target: float):
@@ -835,7 +849,7 @@ def _plateau_lines(spec, rows, table) -> List[str]:
     lines = ["", "| configuration | stopped on its plateau | epochs | validation force MAE reached (meV/Å) | "
                  "epochs to reach it | training hours to reach it | median s per training epoch |",
              "|---|---|---|---|---|---|---|"]
-    target = max(min(p.get("forces_mae", math.inf) for p in r["curve"]) for r in ok)
+    target = _common_target(rows)
     for t in table:
         runs = [r for r in ok if r["config"] == t["config"]]
         if not runs:
