@@ -66,12 +66,12 @@ def test_study_file_errors(tmp_path, capsys):
 
 
 def test_blow_up_flags_runs_that_left_the_basin():
-    from kan_mlip.study import BLOW_UP, _blow_up
+    from kan_mlip.study.folder import BLOW_UP, blow_up
 
     learning = [{"forces_mae": 0.4}, {"forces_mae": 0.1}, {"forces_mae": 0.02}]
-    assert _blow_up(learning) == {}
+    assert blow_up(learning) == {}
     spike = [{"forces_mae": 0.4}, {"forces_mae": 0.4 * BLOW_UP * 1.01}, {"forces_mae": 0.3}]
-    flagged = _blow_up(spike)
+    flagged = blow_up(spike)
     assert flagged["status"] == "unstable" and "rose from 400.0" in flagged["error"]
 
 
@@ -306,7 +306,7 @@ def test_status_reads_where_every_run_stands(tmp_path, capsys):
 def test_a_finished_run_is_reused_from_a_moved_or_cloned_study_folder(tmp_path):
     """A row records its checkpoint's absolute path; in a clone of the study folder elsewhere the run is still
     finished (not trained again), and its checkpoint is the clone's."""
-    from kan_mlip.study import _finished_runs
+    from kan_mlip.study import finished_runs
 
     done = tmp_path / "clone" / "runs" / "allegro_mlp_seed1"
     done.mkdir(parents=True)
@@ -314,9 +314,9 @@ def test_a_finished_run_is_reused_from_a_moved_or_cloned_study_folder(tmp_path):
     (done / "result.json").write_text(json.dumps({
         "config": "allegro_mlp", "seed": 1, "status": "ok",
         "checkpoint": str(tmp_path / "original" / "runs" / "allegro_mlp_seed1" / "best.ckpt")}))
-    assert _finished_runs(tmp_path / "clone")[("allegro_mlp", 1)]["checkpoint"] == str(done / "best.ckpt")
+    assert finished_runs(tmp_path / "clone")[("allegro_mlp", 1)]["checkpoint"] == str(done / "best.ckpt")
     (done / "best.ckpt").unlink()  # no checkpoint anywhere: not finished
-    assert ("allegro_mlp", 1) not in _finished_runs(tmp_path / "clone")
+    assert ("allegro_mlp", 1) not in finished_runs(tmp_path / "clone")
 
 
 def test_report_gives_the_paper_layout_beside_the_papers_values(tmp_path):
