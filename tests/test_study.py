@@ -399,6 +399,9 @@ def test_report_decides_what_agrees_with_the_paper_from_per_seed_ratios(tmp_path
     assert "No difference resolved" in said["Held-out force MAE, KAN / wide"]
     assert "Lower: resolved." in said["Held-out force MAE, wide / MLP"] and "paper" not in said["Held-out force MAE, wide / MLP"]
     assert "No difference resolved" in said["Held-out energy MAE, wide / MLP"]  # 1, 1, 1.01
+    # without the MLP's runs the control is no one's MLP: set against once
+    write_report(spec, [r for r in rows if r["config"] != "allegro_mlp"], [Atoms("Hf32O64")] * 5, tmp_path, plots=False)
+    assert (tmp_path / "report.md").read_text().count("- Held-out force MAE, KAN / wide:") == 1
     # one seed: numbers, no verdict
     write_report(spec, [r for r in rows if r["seed"] == 1], [Atoms("Hf32O64")] * 5, tmp_path, plots=False)
     assert "One seed: no interval, nothing decided." in (tmp_path / "report.md").read_text()

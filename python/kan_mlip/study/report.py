@@ -60,8 +60,10 @@ def write_report(spec, rows, val, outdir: Path, plots: bool = True, unfinished=(
     table = summary(rows)
     (outdir / "study.json").write_text(json.dumps({"spec": spec, "runs": rows, "summary": table}, indent=1, default=str))
 
+    controls = {e["name"] for e in map(config_entry, spec["configs"]) if e["control"]}
+
     def baseline(name: str):  # the MLP run of the same model family (allegro_*, nequip_*), else the first MLP
-        mlps = [t for t in table if "mlp" in t["config"] and t["ok"]]
+        mlps = [t for t in table if "mlp" in t["config"] and t["ok"] and t["config"] not in controls]
         same = [t for t in mlps if t["config"].split("_")[0] == name.split("_")[0]]
         return (same or mlps or [None])[0]
 
