@@ -185,8 +185,11 @@ def test_runs_trained_alone_are_collected_and_a_plateau_stops_a_run(tmp_path, ca
 
     assert shifts == pytest.approx(energy_references(read_frames(out / "data" / "pool.extxyz")), abs=1e-12)
 
-    # --report: the interim report of the finished run, naming the other; nothing trained, no MD cost
+    # --report: the interim report of the finished run, naming the other; nothing trained, no MD cost, no
+    # pool written (the held-out frames are drawn again in memory)
+    (out / "data" / "pool.extxyz").unlink()
     assert main(["study", str(tmp_path / "study.yaml"), "-o", str(out), "--report"]) == 0
+    assert not (out / "data" / "pool.extxyz").exists()
     report = (out / "report.md").read_text()
     assert "| stalled |" in report and "| allegro_mlp |" not in report and "MD cost" not in report
     assert "Interim report: 1 of 2 runs finished" in report
@@ -218,7 +221,9 @@ def test_runs_trained_alone_are_collected_and_a_plateau_stops_a_run(tmp_path, ca
     assert (out / "curves_all.png").stat().st_size > 5000  # both configurations' learning curves together
 
     # --reevaluate: every recorded number recomputed from the saved best.ckpt; a record that differs is found
+    (out / "data" / "pool.extxyz").unlink()
     assert main(["study", str(tmp_path / "study.yaml"), "-o", str(out), "--reevaluate"]) == 0
+    assert not (out / "data" / "pool.extxyz").exists()  # trains and writes nothing
     assert "2 runs re-evaluated from their best.ckpt on 6 held-out frames: every number agrees" in capsys.readouterr().out
     row["force_mae_meV_per_A"] *= 1.001
     (run / "result.json").write_text(json.dumps(row))

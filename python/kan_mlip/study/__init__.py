@@ -71,10 +71,10 @@ differs, so a recorded study's numbers can be checked from a clone without train
 # train: training and evaluating the runs; report: report.md; plots: its figures
 from .folder import BLOW_UP, claim, finished_runs, format_status, study_status
 from .report import paired_ratios, ratio_interval, summary, time_to_reach, write_report
-from .spec import EVALUATED, energy_references, load_study, read_frames, split
+from .spec import EVALUATED, energy_references, load_study, partition, read_frames, split
 from .train import evaluate_checkpoint, measure_md_cost, reevaluate, report_so_far, run_study, train_in_parallel
 
 __all__ = ["BLOW_UP", "EVALUATED", "claim", "energy_references", "evaluate_checkpoint", "finished_runs", "format_status",
-           "load_study", "measure_md_cost", "paired_ratios", "ratio_interval", "read_frames", "reevaluate",
+           "load_study", "measure_md_cost", "paired_ratios", "partition", "ratio_interval", "read_frames", "reevaluate",
            "report_so_far", "run_study", "split", "study_status", "summary", "time_to_reach", "train_in_parallel",
            "write_report"]

@@ -60,10 +60,10 @@ def write_report(spec, rows, val, outdir: Path, plots: bool = True, unfinished=(
     table = summary(rows)
     (outdir / "study.json").write_text(json.dumps({"spec": spec, "runs": rows, "summary": table}, indent=1, default=str))
 
-    controls = {e["name"] for e in map(config_entry, spec["configs"]) if e["control"]}
+    entries = {e["name"]: e for e in map(config_entry, spec["configs"])}  # configs entries by name
 
     def baseline(name: str):  # the MLP run of the same model family (allegro_*, nequip_*), else the first MLP
-        mlps = [t for t in table if "mlp" in t["config"] and t["ok"] and t["config"] not in controls]
+        mlps = [t for t in table if "mlp" in t["config"] and t["ok"] and not entries.get(t["config"], {}).get("control")]
         same = [t for t in mlps if t["config"].split("_")[0] == name.split("_")[0]]
         return (same or mlps or [None])[0]
 
@@ -94,8 +94,8 @@ def write_report(spec, rows, val, outdir: Path, plots: bool = True, unfinished=(
               f"Status 'unstable': the validation force MAE rose above {BLOW_UP:g}x its untrained value during "
               "training; such rows are listed but not plotted."]
     lines += _paired_ratio_lines(rows, table, baseline) + _plateau_lines(spec, rows, table) + _cost_lines(rows, table)
-    lines += _paper_lines(spec, rows, table, baseline, sizes={len(a) for a in val})
-    lines += _verdict_lines(spec, rows, table, baseline)
+    lines += _paper_lines(spec, entries, rows, table, baseline, sizes={len(a) for a in val})
+    lines += _verdict_lines(entries, rows, table, baseline)
     if unfinished:
         lines += ["", f"Not in this report: {len(unfinished)} runs not finished when it was written: "
                       + ", ".join(unfinished) + "."]
@@ -116,12 +116,11 @@ def _pm(t: Dict[str, Any], key: str, digits: int, scale: float = 1.0) -> str:
     return mean + f" ± {scale * t[key + '_std']:.{digits}f}" if t["ok"] > 1 else mean
 
 
-def _paper_lines(spec, rows, table, baseline, sizes=frozenset()) -> List[str]:
+def _paper_lines(spec, entries, rows, table, baseline, sizes=frozenset()) -> List[str]:
     """The table in the paper's layout (eV/atom, eV/Å; one row per configuration, by its label), beside
     the paper's values where the study file gives them (configs entries' ``paper``), and each row's force
     and energy MAE ratios to its MLP next to the paper's ratios. ``sizes``: the held-out frames' atom
     counts; when they are all N, the energy MAE per N-atom frame is given too."""
-    entries = {e["name"]: e for e in map(config_entry, spec["configs"])}
     if not any(e["paper"] for e in entries.values()):
         return []
     cost = {r["config"]: r["md_cost"]["median_ms_per_step"] for r in rows if r.get("md_cost")}
@@ -163,11 +162,10 @@ def _paired_ratio_lines(rows, table, baseline) -> List[str]:
     return ["", "Force MAE ratio per seed (held-out frames):", ""] + lines if lines else []
 
 
-def _verdict_lines(spec, rows, table, baseline) -> List[str]:
+def _verdict_lines(entries, rows, table, baseline) -> List[str]:
     """What agrees with the paper and what does not, decided from the per-seed ratios: every configuration
     against its MLP (beside the paper's ratio where the study file gives both rows' values) and every
     configuration that is not an MLP against each control (configs entries with ``control: true``)."""
-    entries = {e["name"]: e for e in map(config_entry, spec["configs"])}
     label = {name: e["label"] for name, e in entries.items()}
     paper = {name: e["paper"] or {} for name, e in entries.items()}
     controls = [t["config"] for t in table if entries.get(t["config"], {}).get("control") and t["ok"]]

@@ -74,17 +74,24 @@ def read_frames(path):
     return read(path, index=":")
 
 
-def split(spec, workdir: Path):
-    from ase.io import write
-
+def partition(spec):
+    """(held-out frames, training pool frames) of a study: the same frames on every call, drawn from
+    ``spec['data']`` by ``split_seed``; nothing is written."""
     frames = read_frames(spec["data"])
     order = np.random.default_rng(spec["split_seed"]).permutation(len(frames))
     n_val = int(spec["validation_frames"] or max(1, round(spec["validation_fraction"] * len(frames))))
     n_pool = int(spec["pool_frames"] or len(frames) - n_val)
     if n_val + n_pool > len(frames):
         raise ValueError(f"validation_frames + pool_frames = {n_val + n_pool} > {len(frames)} frames in {spec['data']}")
-    val = [frames[i] for i in order[:n_val]]
-    pool = [frames[i] for i in order[n_val:n_val + n_pool]]
+    return [frames[i] for i in order[:n_val]], [frames[i] for i in order[n_val:n_val + n_pool]]
+
+
+def split(spec, workdir: Path):
+    """:func:`partition`, with the pool written to WORKDIR/pool.extxyz for training: (its path, held-out
+    frames, pool frames)."""
+    from ase.io import write
+
+    val, pool = partition(spec)
     workdir.mkdir(parents=True, exist_ok=True)
     # written aside and renamed: studies running runs in parallel (--only) each write the same pool
     tmp = workdir / f".pool-{os.getpid()}.extxyz"

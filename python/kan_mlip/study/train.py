@@ -13,7 +13,8 @@ import numpy as np
 
 from .folder import blow_up, claim, finished_runs, reread_run, resumable, study_status
 from .report import write_report
-from .spec import EVALUATED, config_entry, energy_references, run_folder, shift_override, split, study_runs
+from .spec import (EVALUATED, config_entry, energy_references, partition, run_folder, shift_override, split,
+                   study_runs)
 
 
 def run_study(spec: Dict[str, Any], outdir: Path, log=print, config_dir=None, only=None) -> List[Dict[str, Any]]:
@@ -72,7 +73,7 @@ def report_so_far(spec: Dict[str, Any], outdir: Path, log=print) -> List[Dict[st
     every other run with where it stands. Nothing is trained, and no MD cost is measured: the collecting
     call measures it once every run has finished."""
     outdir = Path(outdir).resolve()
-    _, val, _ = split(spec, outdir / "data")
+    val, _ = partition(spec)
     finished = finished_runs(outdir)
     where = {(r["config"], r["seed"]): r for r in study_status(spec, outdir)}
     rows, unfinished = [], []
@@ -194,11 +195,11 @@ def evaluate_checkpoint(checkpoint, val, train_eval) -> Dict[str, Any]:
 
 def reevaluate(spec: Dict[str, Any], outdir: Path, log=print, rtol: float = 1e-4) -> bool:
     """Recompute every finished run's numbers from its best.ckpt on the study's held-out (and training-set)
-    frames and set them beside the numbers its row records (result.json, study.json); trains nothing and
-    writes nothing but the data split. True when every recomputed number agrees with the recorded one to
+    frames and set them beside the numbers its row records (result.json, study.json); trains and writes
+    nothing. True when every recomputed number agrees with the recorded one to
     ``rtol`` (relative; the report prints 4-5 significant digits)."""
     outdir = Path(outdir).resolve()
-    _, val, pool_frames = split(spec, outdir / "data")
+    val, pool_frames = partition(spec)
     train_eval = pool_frames[: int(spec["train_eval_frames"])]
     finished, agree, checked = finished_runs(outdir), True, 0
     for entry, seed in study_runs(spec):
