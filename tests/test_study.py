@@ -354,6 +354,14 @@ def test_report_gives_the_paper_layout_beside_the_papers_values(tmp_path):
     assert table["Allegro KAN output"][2:3] + table["Allegro KAN output"][5:] == [
         "0.0930 ± 0.0042", "0.104", "0.054", "0.845", "0.730", "0.750", "0.634"]
     assert table["allegro_kan_all_bspline"][-4:] == ["1.909", "-", "1.500", "-"]
+    # a row with fewer seeds than its MLP (an interim report, a failed seed) is set against the MLP's runs
+    # of the same seeds: seed 1 alone, 90/100 and 1.5/2, not 90 over the MLP's two-seed mean of 110
+    write_report(spec, [r for r in rows if (r["config"], r["seed"]) != ("allegro_kan_readout", 2)],
+                 [Atoms("Hf32O64")] * 5, tmp_path, plots=False)
+    report = (tmp_path / "report.md").read_text().splitlines()
+    kan = next(line for line in report if line.startswith("| Allegro KAN output |")).split(" | ")
+    assert kan[-4:-3] + kan[-2:-1] == ["0.900", "0.750"]
+    assert next(line for line in report if line.startswith("| allegro_kan_readout |")).split(" | ")[3] == "0.900"
     with pytest.raises(ValueError, match="energy_mae"):
         (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": "t", "data": "d.extxyz",
                                                          "configs": [{"config": "allegro_mlp", "paper": {"force": 1}}]}))

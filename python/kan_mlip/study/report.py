@@ -36,6 +36,15 @@ def paired_ratios(rows, config: str, baseline: str, key: str = "force_mae_meV_pe
     return [(r["seed"], r[key] / base[r["seed"]]) for r in done if r["config"] == config and r["seed"] in base]
 
 
+def matched_ratio(rows, config: str, baseline: str, key: str = "force_mae_meV_per_A") -> Optional[float]:
+    """mean key(config) / mean key(baseline), both means over the seeds both have evaluated (an interim
+    report or a failed seed leaves rows with different seeds); None when they share none."""
+    done = [r for r in rows if r["status"] in EVALUATED and r.get(key) is not None]
+    base = {r["seed"]: r[key] for r in done if r["config"] == baseline}
+    pairs = [(r[key], base[r["seed"]]) for r in done if r["config"] == config and r["seed"] in base]
+    return float(np.mean([a for a, _ in pairs]) / np.mean([b for _, b in pairs])) if pairs else None
+
+
 def force_ratio_spread(rows, config: str, baseline: str) -> float:
     """Standard deviation over seeds of force MAE(config) / force MAE(baseline), pairing equal seeds."""
     ratios = [q for _, q in paired_ratios(rows, config, baseline)]
@@ -80,8 +89,8 @@ def write_report(spec, rows, val, outdir: Path, plots: bool = True, unfinished=(
               "|---|---|---|---|---|---|---|---|---|---|"]
     for t in table:
         ratio, mlp = "-", baseline(t["config"])
-        if mlp and t["ok"]:
-            ratio = f"{t['force_mae_meV_per_A'] / mlp['force_mae_meV_per_A']:.3f}"
+        if mlp and t["ok"] and matched_ratio(rows, t["config"], mlp["config"]) is not None:
+            ratio = f"{matched_ratio(rows, t['config'], mlp['config']):.3f}"
             spread = force_ratio_spread(rows, t["config"], mlp["config"])
             ratio += f" ± {spread:.3f}" if spread else ""
         lines.append(f"| {t['config']} | {_pm(t, 'energy_mae_meV_per_atom', 3)} | "
@@ -89,7 +98,8 @@ def write_report(spec, rows, val, outdir: Path, plots: bool = True, unfinished=(
                      f"{t['train_energy_mae_meV_per_atom']:.3f} | {t['train_force_mae_meV_per_A']:.2f} | "
                      f"{t['train_seconds']:.0f} | {t['parameters']:.0f} | {t['ok']}/{t['runs']} | {t['status']} |")
     lines += ["", f"Training-set errors: the first {spec['train_eval_frames']} frames of the training pool. "
-              "Force MAE / its MLP: ratio of the seed means to the MLP of the same model family (allegro_*, nequip_*); "
+              "Force MAE / its MLP: ratio of the means, over the seeds both evaluated, to the MLP of the same model "
+              "family (allegro_*, nequip_*); "
               "± is the standard deviation of the per-seed ratios (same seed, same split). "
               f"Status 'unstable': the validation force MAE rose above {BLOW_UP:g}x its untrained value during "
               "training; such rows are listed but not plotted."]
@@ -139,7 +149,8 @@ def _paper_lines(spec, entries, rows, table, baseline, sizes=frozenset()) -> Lis
         paper, mlp_paper = entry.get("paper") or {}, (entries.get(mlp["config"], {}).get("paper") or {}) if mlp else {}
         ratios = []
         for ours, key in (("force_mae_meV_per_A", "force_mae"), ("energy_mae_meV_per_atom", "energy_mae")):
-            ratios += [f"{t[ours] / mlp[ours]:.3f}" if mlp else "-",
+            ours_ratio = matched_ratio(rows, t["config"], mlp["config"], ours) if mlp else None
+            ratios += [f"{ours_ratio:.3f}" if ours_ratio is not None else "-",
                        f"{paper[key] / mlp_paper[key]:.3f}" if key in paper and key in mlp_paper else "-"]
         per_frame = f"{_pm(t, 'energy_mae_meV_per_atom', 3, n / 1e3)} | " if n else ""
         lines.append(f"| {entry.get('label', t['config'])} | {_pm(t, 'energy_mae_meV_per_atom', 4, 1e-3)} | "
