@@ -115,14 +115,15 @@ def resumable(run_dir: Path, max_epochs: int):
     return (last, epochs) if epochs < max_epochs else None
 
 
-def study_status(spec: Dict[str, Any], outdir: Path) -> List[Dict[str, Any]]:
+def study_status(spec: Dict[str, Any], outdir: Path, done=None) -> List[Dict[str, Any]]:
     """Where every run of a study stands, read from its folder (nothing is trained or loaded but the
     checkpoint's counters): state (not started | training (by another process, now) | unfinished | finished |
     diverged | failed | unstable),
     epochs done, lowest validation force MAE and its epoch, learning rate of the last epoch, the plateau
-    count (epochs since the stopping rule's monitor last improved, and its patience) and training hours."""
+    count (epochs since the stopping rule's monitor last improved, and its patience) and training hours.
+    ``done``: :func:`finished_runs` of the folder, when the caller has read them already."""
     outdir = Path(outdir)
-    done = finished_runs(outdir)  # what a collecting call would reuse
+    done = finished_runs(outdir) if done is None else done  # what a collecting call would reuse
     out = []
     for entry, seed in study_runs(spec):
         name = entry["name"]

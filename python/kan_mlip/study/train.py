@@ -75,7 +75,7 @@ def report_so_far(spec: Dict[str, Any], outdir: Path, log=print) -> List[Dict[st
     outdir = Path(outdir).resolve()
     val, _ = partition(spec)
     finished = finished_runs(outdir)
-    where = {(r["config"], r["seed"]): r for r in study_status(spec, outdir)}
+    where = {(r["config"], r["seed"]): r for r in study_status(spec, outdir, done=finished)}
     rows, unfinished = [], []
     for entry, seed in study_runs(spec):
         key = (entry["name"], seed)
