@@ -349,7 +349,7 @@ def test_report_gives_the_paper_layout_beside_the_papers_values(tmp_path):
              for line in (tmp_path / "report.md").read_text().splitlines()
              if line.startswith("| Allegro") or line.startswith("| allegro_kan_all")}
     # energy 2 and 4 meV/atom over the seeds: 0.192 and 0.384 eV per 96-atom frame
-    assert table["Allegro"] == ["0.0030 ± 0.0014", "0.288 ± 0.136", "0.1100 ± 0.0141", "11,488", "-", "0.164", "0.074",
+    assert table["Allegro"] == ["0.00300 ± 0.00141", "0.288 ± 0.136", "0.1100 ± 0.0141", "11,488", "-", "0.164", "0.074",
                                 "1.000", "1.000", "1.000", "1.000"]
     assert table["Allegro KAN output"][2:3] + table["Allegro KAN output"][5:] == [
         "0.0930 ± 0.0042", "0.104", "0.054", "0.845", "0.730", "0.750", "0.634"]

@@ -153,7 +153,7 @@ def _paper_lines(spec, entries, rows, table, baseline, sizes=frozenset()) -> Lis
             ratios += [f"{ours_ratio:.3f}" if ours_ratio is not None else "-",
                        f"{paper[key] / mlp_paper[key]:.3f}" if key in paper and key in mlp_paper else "-"]
         per_frame = f"{_pm(t, 'energy_mae_meV_per_atom', 3, n / 1e3)} | " if n else ""
-        lines.append(f"| {entry.get('label', t['config'])} | {_pm(t, 'energy_mae_meV_per_atom', 4, 1e-3)} | "
+        lines.append(f"| {entry.get('label', t['config'])} | {_pm(t, 'energy_mae_meV_per_atom', 5, 1e-3)} | "
                      f"{per_frame}{_pm(t, 'force_mae_meV_per_A', 4, 1e-3)} | {t['parameters']:,.0f} | "
                      f"{format(cost[t['config']], '.1f') if t['config'] in cost else '-'} | "
                      f"{paper.get('energy_mae', '-')} | {paper.get('force_mae', '-')} | {' | '.join(ratios)} |")
