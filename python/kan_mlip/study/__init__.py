@@ -32,8 +32,9 @@ N-atom frame). ``control: true`` marks a control configuration (e.g. an MLP outp
 KAN block's parameter count): every configuration that is not an MLP is also set against it. The report
 ends with what agrees with the paper and what does not, decided from the per-seed ratios (held-out force
 and energy MAE, and the epochs to reach a validation force MAE every run reached): a difference is
-resolved when the 95% interval of the mean ratio over seeds (Student's t) excludes 1, and agrees with
-the paper when it holds the paper's ratio.
+resolved when the 95% interval of the mean ratio over seeds (Student's t, clipped at 0) excludes 1; it
+agrees with the paper when the interval holds the paper's ratio and excludes 1, disagrees when it does
+not hold the paper's ratio, and is undecided when it holds both the paper's ratio and 1.
 
 With ``md_cost``, the report also gives the MD cost of every configuration: the best model of its
 lowest-seed run deployed (kan-deploy, the training dtype) into models/, and the models timed taking turns

@@ -53,14 +53,15 @@ def force_ratio_spread(rows, config: str, baseline: str) -> float:
 
 def ratio_interval(ratios: List[float], level: float = 0.95):
     """(mean, low, high): the mean of per-seed ratios and its ``level`` confidence interval, Student's t
-    over the seeds (n - 1 degrees of freedom); low and high are None with fewer than two seeds."""
+    over the seeds (n - 1 degrees of freedom); low and high are None with fewer than two seeds. A ratio of
+    positive quantities is positive: the lower end is clipped at 0."""
     mean = float(np.mean(ratios))
     if len(ratios) < 2:
         return mean, None, None
     from scipy.stats import t
 
     half = float(t.ppf(0.5 + level / 2, len(ratios) - 1) * np.std(ratios, ddof=1) / math.sqrt(len(ratios)))
-    return mean, mean - half, mean + half
+    return mean, max(mean - half, 0.0), mean + half
 
 
 def write_report(spec, rows, val, outdir: Path, plots: bool = True, unfinished=()) -> None:
@@ -209,15 +210,21 @@ def _verdict_lines(entries, rows, table, baseline) -> List[str]:
                      f"No difference resolved with {len(seeds)} seeds.")
             if paper_key in paper.get(config, {}) and paper_key in paper.get(ref, {}):
                 p = paper[config][paper_key] / paper[ref][paper_key]
-                text += (f" The paper's ratio, {p:.3f}, lies inside the interval: agrees with the paper." if low <= p <= high
-                         else f" The paper's ratio, {p:.3f}, lies outside the interval: disagrees with the paper.")
+                if not low <= p <= high:
+                    text += f" The paper's ratio, {p:.3f}, lies outside the interval: disagrees with the paper."
+                elif low <= 1 <= high:  # the interval cannot tell the paper's effect from none
+                    text += (f" The interval holds both the paper's ratio, {p:.3f}, and 1 (no effect): too wide to "
+                             f"tell; undecided with {len(seeds)} seeds.")
+                else:
+                    text += f" The paper's ratio, {p:.3f}, lies inside the interval: agrees with the paper."
             lines.append(text)
     if not lines:
         return []
     return ["", "## What agrees with the paper and what does not", "",
             "Decided from the per-seed ratios (same seed, same split, held-out frames): a difference counts as "
-            "resolved when the 95% interval of the mean ratio (Student's t over the seeds) excludes 1, and the "
-            "paper's ratio agrees when it lies inside that interval. Training speed: the epochs each run took to "
+            "resolved when the 95% interval of the mean ratio (Student's t over the seeds) excludes 1; the "
+            "paper's ratio agrees when it lies inside that interval and the interval excludes 1, disagrees when "
+            "it lies outside, and is undecided when the interval holds both it and 1. Training speed: the epochs each run took to "
             "first reach a validation force MAE (nequip-train's split) that every run reached.", ""] + lines
 
 
