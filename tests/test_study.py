@@ -397,9 +397,13 @@ def test_report_decides_what_agrees_with_the_paper_from_per_seed_ratios(tmp_path
         r["epochs"] = len(r["curve"])
     mean, low, high = ratio_interval([0.70, 0.72, 0.74])
     assert mean == pytest.approx(0.72) and high - mean == pytest.approx(4.302653 * 0.02 / 3 ** 0.5, rel=1e-6)
-    write_report(spec, rows, [Atoms("Hf32O64")] * 5, tmp_path, plots=False)
-    verdict = (tmp_path / "report.md").read_text().split("## What agrees with the paper and what does not")[1]
-    said = {line.split(":")[0][2:]: line for line in verdict.splitlines() if line.startswith("- ")}
+
+    def verdicts(runs):  # the closing section's lines of the report of these runs, by what they compare
+        write_report(spec, runs, [Atoms("Hf32O64")] * 5, tmp_path, plots=False)
+        verdict = (tmp_path / "report.md").read_text().split("## What agrees with the paper and what does not")[1]
+        return {line.split(":")[0][2:]: line for line in verdict.splitlines() if line.startswith("- ")}
+
+    said = verdicts(rows)
     assert set(said) == {f"{q}, {a} / {b}" for q in ("Held-out force MAE", "Held-out energy MAE",
                                                      "Epochs to reach a validation force MAE of 100.0 meV/Å")
                          for a, b in (("KAN", "MLP"), ("KAN", "wide"), ("wide", "MLP"))}
@@ -414,9 +418,7 @@ def test_report_decides_what_agrees_with_the_paper_from_per_seed_ratios(tmp_path
     assert "Lower: resolved." in said["Held-out force MAE, wide / MLP"] and "paper" not in said["Held-out force MAE, wide / MLP"]
     assert "No difference resolved" in said["Held-out energy MAE, wide / MLP"]  # 1, 1, 1.01
     # two seeds: energy KAN/MLP 0.9, 1.0 gives 0.315 to 1.585, which holds both the paper's 0.634 and 1: undecided
-    write_report(spec, [r for r in rows if r["seed"] < 3], [Atoms("Hf32O64")] * 5, tmp_path, plots=False)
-    said2 = {line.split(":")[0][2:]: line for line in (tmp_path / "report.md").read_text().splitlines()
-             if line.startswith("- ")}
+    said2 = verdicts([r for r in rows if r["seed"] < 3])
     assert "95% interval of the mean 0.315 to 1.585). No difference resolved with 2 seeds. The interval holds both " \
            "the paper's ratio, 0.634, and 1 (no effect): too wide to tell; undecided with 2 seeds." \
            in said2["Held-out energy MAE, KAN / MLP"]

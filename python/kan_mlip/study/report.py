@@ -206,13 +206,14 @@ def _verdict_lines(entries, rows, table, baseline) -> List[str]:
                 lines.append(text + "). One seed: no interval, nothing decided.")
                 continue
             text += f"; 95% interval of the mean {low:.3f} to {high:.3f}). "
+            resolved = high < 1 or low > 1
             text += ("Lower: resolved." if high < 1 else "Higher: resolved." if low > 1 else
                      f"No difference resolved with {len(seeds)} seeds.")
             if paper_key in paper.get(config, {}) and paper_key in paper.get(ref, {}):
                 p = paper[config][paper_key] / paper[ref][paper_key]
                 if not low <= p <= high:
                     text += f" The paper's ratio, {p:.3f}, lies outside the interval: disagrees with the paper."
-                elif low <= 1 <= high:  # the interval cannot tell the paper's effect from none
+                elif not resolved:  # the interval holds both: it cannot tell the paper's effect from none
                     text += (f" The interval holds both the paper's ratio, {p:.3f}, and 1 (no effect): too wide to "
                              f"tell; undecided with {len(seeds)} seeds.")
                 else:
@@ -222,10 +223,10 @@ def _verdict_lines(entries, rows, table, baseline) -> List[str]:
         return []
     return ["", "## What agrees with the paper and what does not", "",
             "Decided from the per-seed ratios (same seed, same split, held-out frames): a difference counts as "
-            "resolved when the 95% interval of the mean ratio (Student's t over the seeds) excludes 1; the "
-            "paper's ratio agrees when it lies inside that interval and the interval excludes 1, disagrees when "
-            "it lies outside, and is undecided when the interval holds both it and 1. Training speed: the epochs each run took to "
-            "first reach a validation force MAE (nequip-train's split) that every run reached.", ""] + lines
+            "resolved when the 95% interval of the mean ratio (Student's t over the seeds, clipped at 0) excludes "
+            "1; the paper's ratio agrees when it lies inside that interval and the interval excludes 1, disagrees "
+            "when it lies outside, and is undecided when the interval holds both it and 1. Training speed: the "
+            "epochs each run took to first reach a validation force MAE (nequip-train's split) that every run reached.", ""] + lines
 
 
 def _common_target(rows) -> Optional[float]:
