@@ -161,7 +161,7 @@ def test_study_rejects_unknown_energy_references(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_runs_trained_alone_are_collected_and_a_plateau_stops_a_run(tmp_path, capsys):
+def test_runs_trained_alone_are_collected_and_a_plateau_stops_a_run(tmp_path, capsys, monkeypatch):
     """--only trains one run (its result.json, no report); the study without --only reuses it. The HfO2
     rows' stopping rule ends a run that stops improving before max_epochs; per-element references reach
     the model; the learning rate is in the curve."""
@@ -200,9 +200,22 @@ def test_runs_trained_alone_are_collected_and_a_plateau_stops_a_run(tmp_path, ca
 
     assert main(["study", str(tmp_path / "study.yaml"), "-o", str(out), "--only", "nope", "1"]) == 2
     assert "not a run of study tiny" in capsys.readouterr().err
+    import kan_mlip.study.train as study_train
+
+    written, write_report = [], study_train.write_report
+
+    def recording_write_report(spec, rows, val, outdir, plots=True, unfinished=()):
+        written.append(([r["config"] for r in rows], list(unfinished)))
+        write_report(spec, rows, val, outdir, plots=plots, unfinished=unfinished)
+
+    monkeypatch.setattr(study_train, "write_report", recording_write_report)
     assert main(["study", str(tmp_path / "study.yaml"), "-o", str(out)]) == 0
+    monkeypatch.undo()
     log = capsys.readouterr().out
     assert "stalled seed 1: already done, reused" in log and "allegro_mlp seed 1: training" in log
+    # the report written after each run, in case the call is interrupted, names the runs it has not reached
+    assert written == [(["allegro_mlp"], ["stalled seed 1 (not reached yet)"]), (["allegro_mlp", "stalled"], []),
+                       (["allegro_mlp", "stalled"], [])]
     rows = {r["config"]: r for r in json.loads((out / "study.json").read_text())["runs"]}
     cost = {name: rows[name].pop("md_cost") for name in rows}
     assert rows["stalled"] == row and rows["allegro_mlp"]["epochs"] == 4 and not rows["allegro_mlp"]["stopped_early"]

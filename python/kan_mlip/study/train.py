@@ -59,8 +59,9 @@ def run_study(spec: Dict[str, Any], outdir: Path, log=print, config_dir=None, on
                                           tag, log)
                 (run_dir / "result.json").write_text(json.dumps(row, indent=1, default=str))
         rows.append(row)
-        if only is None:
-            write_report(spec, rows, val, outdir, plots=False, unfinished=unfinished)  # survives an interrupted study
+        if only is None:  # survives an interrupted study, naming the runs this call has not reached
+            waiting = [f"{e['name']} seed {s} (not reached yet)" for e, s in runs[k:]]
+            write_report(spec, rows, val, outdir, plots=False, unfinished=unfinished + waiting)
     if only is None:
         if spec["md_cost"]:
             measure_md_cost(spec, rows, val, outdir, log=log)
